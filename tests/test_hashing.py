@@ -1,0 +1,66 @@
+"""ID hashing: the documented XXH3-64 scheme, vectorized and scalar paths agree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xxhash
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import vecstore
+from vecstore.hashing import decode_id, encode_id, xxh3_64_int64
+
+seeds = st.integers(0, 2**64 - 1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=50), seeds)
+def test_vectorized_int_hash_equals_xxhash(values, seed):
+    got = xxh3_64_int64(np.array(values, dtype=np.int64), seed)
+    expected = [xxhash.xxh3_64_intdigest(v.to_bytes(8, "little", signed=True), seed) for v in values]
+    assert got.tolist() == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.text(), st.binary(), st.integers(-(2**63), 2**63 - 1)), max_size=30), seeds)
+def test_documented_scheme(ids, seed):
+    expected = []
+    for x in ids:
+        payload = x.encode() if isinstance(x, str) else x if isinstance(x, bytes) else x.to_bytes(8, "little", signed=True)
+        expected.append(xxhash.xxh3_64_intdigest(payload, seed))
+    assert vecstore.hash_ids(ids, seed=seed).tolist() == expected
+
+
+def test_list_of_ints_and_array_agree():
+    ints = list(range(-50, 50))
+    np.testing.assert_array_equal(vecstore.hash_ids(ints, seed=9), vecstore.hash_ids(np.array(ints), seed=9))
+    np.testing.assert_array_equal(
+        vecstore.hash_ids(np.array(ints, dtype=np.int16), seed=9), vecstore.hash_ids(ints, seed=9)
+    )
+    assert vecstore.hash_ids(np.array(["a", "b"]), seed=9).tolist() == vecstore.hash_ids(["a", "b"], seed=9).tolist()
+
+
+def test_known_value():
+    # Pinned so a change of scheme can never go unnoticed (docs/format.md quotes it).
+    assert vecstore.hash_ids("item-42", seed=0)[0] == xxhash.xxh3_64_intdigest(b"item-42", 0)
+
+
+def test_uint64_above_int64_refused():
+    with pytest.raises(vecstore.InvalidIdError):
+        vecstore.hash_ids(np.array([2**63], dtype=np.uint64), seed=0)
+    assert len(vecstore.hash_ids(np.array([5], dtype=np.uint64), seed=0)) == 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.one_of(st.text(), st.binary(), st.integers(-(2**63), 2**63 - 1)))
+def test_stored_id_round_trip(x):
+    assert decode_id(encode_id(x)) == x
+
+
+@pytest.mark.parametrize("bad", [1.5, None, True, object(), 2**64, {"a": 1}])
+def test_invalid_ids(bad):
+    with pytest.raises(vecstore.InvalidIdError):
+        vecstore.hash_ids(bad if not isinstance(bad, dict) else bad, seed=0)
+    with pytest.raises(vecstore.InvalidIdError):
+        vecstore.hash_ids([bad], seed=0)

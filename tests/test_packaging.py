@@ -1,0 +1,58 @@
+"""Packaging and public API: package-dir mapping, pinned __all__, library layering."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import tomllib
+
+import vecstore
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+PUBLIC_API = [
+    "BloomInfo", "Category", "CorruptionError", "FORMAT_VERSION", "FeatureInfo", "FormatVersionError",
+    "HNSW", "IdCollisionError", "IdList", "InvalidIdError", "InvalidValueError", "NotAStoreError",
+    "ReadOnlyError", "Rows", "Scalar", "SchemaError", "StorageError", "Store", "StoreClosedError",
+    "StoreInfo", "StoreNotFoundError", "Table", "TableExistsError", "TableInfo", "TableNotFoundError",
+    "UnknownFeatureError", "VecstoreError", "Vector", "__version__", "hash_ids", "open",
+]
+
+
+def test_all_is_sorted_and_pinned():
+    assert vecstore.__all__ == sorted(vecstore.__all__)
+    assert vecstore.__all__ == PUBLIC_API
+    for name in vecstore.__all__:
+        assert hasattr(vecstore, name), name
+
+
+def test_every_error_derives_from_the_base():
+    for name in vecstore.__all__:
+        obj = getattr(vecstore, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, vecstore.VecstoreError), name
+
+
+def test_package_dir_lists_every_subpackage_folder():
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapping = cfg["package-dir"]
+    packages = set(cfg["packages"])
+    assert mapping["vecstore.server"] == "server" and mapping["vecstore.cli"] == "cli"
+    assert "server" not in packages and "cli" not in packages
+    for prefix, folder in mapping.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder)
+            dotted = ".".join([prefix, *rel.parts]) if rel.parts else prefix
+            assert dotted in packages, f"{init.parent} is not listed in pyproject packages as {dotted}"
+
+
+def test_library_imports_neither_click_nor_sockets():
+    for py in (ROOT / "vecstore").rglob("*.py"):
+        text = py.read_text()
+        assert not re.search(r"^\s*(import|from)\s+(click|socket|asyncio)\b", text, re.M), py
+
+
+def test_modules_stay_small():
+    for folder in ("vecstore", "server", "cli"):
+        for py in (ROOT / folder).rglob("*.py"):
+            assert len(py.read_text().splitlines()) <= 800, f"{py} is over 800 lines: split it"

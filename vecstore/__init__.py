@@ -1,0 +1,83 @@
+"""vecstore: an embedded feature store and vector database for recommender systems.
+
+One directory per store, LMDB underneath: feature tables keyed by entity IDs
+(hashed to stable 64-bit keys), compact quantized features, a Bloom filter per
+table, and derived structures that catch up after crashes and writes by other
+processes.
+
+Example::
+
+    import numpy as np
+    import vecstore
+
+    with vecstore.open("shop.vs") as store:
+        items = store.create_table("items", {
+            "price": vecstore.Scalar("f32"),
+            "category": vecstore.Category(),
+            "embedding": vecstore.Vector(64, dtype="i8", metric="cos"),
+        })
+        items.put(["item-1"], {"price": [9.5], "category": ["books"],
+                               "embedding": np.ones((1, 64), np.float32)})
+        rows = items.get(["item-1"])
+        print(rows["price"], rows["category"])
+"""
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: E402
+    CorruptionError,
+    FormatVersionError,
+    IdCollisionError,
+    InvalidIdError,
+    InvalidValueError,
+    NotAStoreError,
+    ReadOnlyError,
+    SchemaError,
+    StorageError,
+    StoreClosedError,
+    StoreNotFoundError,
+    TableExistsError,
+    TableNotFoundError,
+    UnknownFeatureError,
+    VecstoreError,
+)
+from .features import HNSW, Category, IdList, Scalar, Vector  # noqa: E402
+from .hashing import hash_ids  # noqa: E402
+from .info import BloomInfo, FeatureInfo, StoreInfo, TableInfo  # noqa: E402
+from .rows import Rows  # noqa: E402
+from .store import FORMAT_VERSION, Store, open  # noqa: E402
+from .table import Table  # noqa: E402
+
+__all__ = [
+    "BloomInfo",
+    "Category",
+    "CorruptionError",
+    "FORMAT_VERSION",
+    "FeatureInfo",
+    "FormatVersionError",
+    "HNSW",
+    "IdCollisionError",
+    "IdList",
+    "InvalidIdError",
+    "InvalidValueError",
+    "NotAStoreError",
+    "ReadOnlyError",
+    "Rows",
+    "Scalar",
+    "SchemaError",
+    "StorageError",
+    "Store",
+    "StoreClosedError",
+    "StoreInfo",
+    "StoreNotFoundError",
+    "Table",
+    "TableExistsError",
+    "TableInfo",
+    "TableNotFoundError",
+    "UnknownFeatureError",
+    "VecstoreError",
+    "Vector",
+    "__version__",
+    "hash_ids",
+    "open",
+]

@@ -1,0 +1,291 @@
+"""The LMDB environment under a store: transactions, map growth, fork safety.
+
+Three LMDB facts shape this module:
+
+* The memory map has a fixed size; a write that does not fit fails with
+  ``MDB_MAP_FULL``.  Writes here are functions of a transaction, so on that
+  error the transaction is aborted, the map doubled and the function run
+  again: ``MapFullError`` never reaches a user.
+* Changing the map size while any transaction of this process is open
+  invalidates their pointers, so reads and writes pass a gate that a resize
+  closes (:class:`_Gate`).  Another process's resize shows up as
+  ``MDB_MAP_RESIZED`` when a transaction begins, and is adopted the same way.
+* An LMDB environment must not be used across ``fork()``.  A child process
+  reopens the environment on first use and never closes the parent's handle
+  (closing it would release the parent's reader slots).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import lmdb
+
+from .errors import ReadOnlyError, StoreClosedError, wrap_lmdb_error
+
+__all__ = ["Env"]
+
+T = TypeVar("T")
+
+DEFAULT_MAP_SIZE = 256 << 20
+_live_envs: weakref.WeakSet[Env] = weakref.WeakSet()
+# Parent handles a forked child must never close; see the module docstring.
+_inherited_handles: list[Any] = []
+
+
+def _after_fork_in_child() -> None:
+    for env in list(_live_envs):
+        env._forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class _Gate:
+    """Many transactions at once, or one map resize: a readers-writer lock."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._active = 0
+        self._resizing = False
+
+    def enter(self) -> None:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._active += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._active -= 1
+            if self._active == 0:
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self, held: int = 0) -> Iterator[None]:
+        """Wait until only ``held`` transactions (the caller's own) remain, then block new ones."""
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._resizing = True
+            while self._active > held:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._resizing = False
+                self._cond.notify_all()
+
+
+class Env:
+    """One LMDB environment: named sub-databases, read and write transactions."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        readonly: bool,
+        map_size: int | None,
+        sync: bool,
+        max_dbs: int,
+        max_readers: int,
+    ) -> None:
+        self.path = path
+        self.readonly = readonly
+        self.sync = sync
+        self._opts = dict(max_dbs=max_dbs, max_readers=max_readers)
+        self._initial_map_size = map_size or DEFAULT_MAP_SIZE
+        self._dbs: dict[bytes, Any] = {}
+        self._db_lock = threading.Lock()
+        self._write_lock = threading.RLock()
+        self._gate = _Gate()
+        self._forked = False
+        self._closed = False
+        self._env = self._open()
+        _live_envs.add(self)
+
+    def _open(self) -> lmdb.Environment:
+        try:
+            env = lmdb.open(
+                self.path,
+                subdir=True,
+                map_size=self._initial_map_size,
+                readonly=self.readonly,
+                create=not self.readonly,
+                sync=self.sync,
+                metasync=self.sync,
+                readahead=False,
+                lock=True,
+                max_spare_txns=4,
+                **self._opts,
+            )
+        except lmdb.Error as e:
+            raise wrap_lmdb_error(e, f"opening LMDB environment at {self.path}") from e
+        # An existing environment may already be larger than asked for.
+        if env.info()["map_size"] < self._initial_map_size and not self.readonly:
+            env.set_mapsize(self._initial_map_size)
+        return env
+
+    def _reopen_after_fork(self) -> None:
+        _inherited_handles.append(self._env)
+        self._dbs = {}
+        self._db_lock = threading.Lock()
+        self._write_lock = threading.RLock()
+        self._gate = _Gate()
+        self._forked = False
+        self._env = self._open()
+
+    @property
+    def raw(self) -> lmdb.Environment:
+        """The py-lmdb environment (reopened first in a forked child)."""
+        if self._closed:
+            raise StoreClosedError(f"store at {self.path} is closed", hint="open it again with vecstore.open()")
+        if self._forked:
+            self._reopen_after_fork()
+        return self._env
+
+    # -- sub-databases -------------------------------------------------------
+
+    def db(self, name: bytes, txn: lmdb.Transaction | None = None, *, create: bool = False) -> Any:
+        """A named sub-database handle (cached).  ``None`` if it does not exist and create is False."""
+        h = self._dbs.get(name)
+        if h is not None:
+            return h
+        with self._db_lock:
+            h = self._dbs.get(name)
+            if h is not None:
+                return h
+            try:
+                h = self.raw.open_db(name, txn=txn, create=create)
+            except lmdb.NotFoundError:
+                return None
+            except lmdb.Error as e:
+                raise wrap_lmdb_error(e, f"opening sub-database {name.decode()}") from e
+            if txn is None or not create:
+                self._dbs[name] = h
+            return h
+
+    def remember_db(self, name: bytes, handle: Any) -> None:
+        """Cache a handle opened in a write transaction, once that transaction committed."""
+        self._dbs[name] = handle
+
+    def forget_dbs(self, names: list[bytes]) -> None:
+        for n in names:
+            self._dbs.pop(n, None)
+
+    # -- transactions --------------------------------------------------------
+
+    def _begin(self, write: bool) -> lmdb.Transaction:
+        env = self.raw
+        self._gate.enter()
+        try:
+            return env.begin(write=write, buffers=False)
+        except lmdb.MapResizedError:
+            self._gate.leave()
+            self._adopt_resize()
+            return self._begin(write)
+        except lmdb.Error as e:
+            self._gate.leave()
+            raise wrap_lmdb_error(e, "beginning a transaction") from e
+        except BaseException:
+            self._gate.leave()
+            raise
+
+    def _adopt_resize(self) -> None:
+        with self._gate.exclusive():
+            self._env.set_mapsize(0)
+
+    @contextmanager
+    def read(self) -> Iterator[lmdb.Transaction]:
+        """A read-only transaction: a consistent snapshot of everything committed before it began."""
+        txn = self._begin(False)
+        try:
+            yield txn
+        except lmdb.Error as e:
+            raise wrap_lmdb_error(e, "reading") from e
+        finally:
+            try:
+                txn.abort()
+            finally:
+                self._gate.leave()
+
+    def write(self, fn: Callable[[lmdb.Transaction], T], *, action: str = "writing") -> T:
+        """Run ``fn(txn)`` in one write transaction and commit: all of it or none of it.
+
+        When the map is full the transaction is rolled back, the map grown and
+        ``fn`` run again from the start, so ``fn`` must only write through ``txn``.
+        Any exception from ``fn`` aborts the transaction and propagates.
+        """
+        if self.readonly:
+            raise ReadOnlyError(f"store at {self.path} is open read-only", hint="open it with readonly=False to write")
+        with self._write_lock:
+            while True:
+                txn = self._begin(True)
+                try:
+                    result = fn(txn)
+                    txn.commit()
+                    return result
+                except lmdb.MapFullError:
+                    txn.abort()
+                    self._gate.leave()
+                    txn = None
+                    self._grow()
+                    continue
+                except lmdb.Error as e:
+                    txn.abort()
+                    raise wrap_lmdb_error(e, action) from e
+                except BaseException:
+                    txn.abort()
+                    raise
+                finally:
+                    if txn is not None:
+                        self._gate.leave()
+
+    def _grow(self) -> None:
+        with self._gate.exclusive():
+            size = self._env.info()["map_size"]
+            # Double while small, then grow by half: amortized O(1) growth without
+            # reserving absurd address space for huge stores.
+            new = size * 2 if size < (64 << 30) else size + size // 2
+            try:
+                self._env.set_mapsize(new)
+            except lmdb.Error as e:
+                raise wrap_lmdb_error(e, f"growing the map to {new} bytes") from e
+
+    # -- misc ----------------------------------------------------------------
+
+    def last_txnid(self) -> int:
+        """ID of the last committed write transaction, from any process (cheap, no transaction)."""
+        return self.raw.info()["last_txnid"]
+
+    def info(self) -> dict[str, Any]:
+        return self.raw.info()
+
+    def stat(self) -> dict[str, Any]:
+        return self.raw.stat()
+
+    def sync_to_disk(self) -> None:
+        if not self.readonly:
+            self.raw.sync(True)
+
+    def copy(self, path: str, *, compact: bool = True) -> None:
+        try:
+            self.raw.copy(path, compact=compact)
+        except lmdb.Error as e:
+            raise wrap_lmdb_error(e, f"copying the store to {path}") from e
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._forked:
+            _inherited_handles.append(self._env)
+            return
+        with self._write_lock, self._gate.exclusive():
+            self._env.close()

@@ -1,0 +1,230 @@
+"""Entity IDs to stable 64-bit keys.
+
+Every ID a table sees (a user, an item, an ad) is hashed to an unsigned 64-bit
+key with XXH3-64 and the store's seed.  The key is what LMDB, the Bloom filter
+and the vector index work with; the original ID is kept beside the row so that
+results can report it and so that two IDs sharing a key are caught.
+
+The scheme, so another language can compute the same keys (also in
+``docs/format.md``):
+
+* ``str``: XXH3-64 of its UTF-8 bytes, seeded with the store seed.
+* ``bytes``: XXH3-64 of the bytes (so ``"abc"`` and ``b"abc"`` share a key and
+  are the same entity).
+* ``int`` (Python or numpy, in ``[-2**63, 2**63)``): XXH3-64 of the 8-byte
+  little-endian two's-complement encoding.  ``bool`` and floats are refused.
+* The key is then masked to ``hash_bits`` bits (64 unless a store was created
+  with the collision test hook ``hash_bits=``).
+
+Numpy integer arrays take a vectorized path: XXH3-64 of an 8-byte input is a
+short fixed sequence of 64-bit arithmetic, reproduced here with numpy and
+checked against the ``xxhash`` package by the tests.
+
+Example::
+
+    >>> import vecstore
+    >>> keys = vecstore.hash_ids(["item-1", 42], seed=7)
+    >>> keys.dtype
+    dtype('uint64')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+import xxhash
+
+from .errors import InvalidIdError
+
+__all__ = ["IdBatch", "IdLike", "decode_id", "hash_ids", "normalize_ids"]
+
+IdLike = Union[str, bytes, int, np.integer]
+
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
+
+# Tags of the stored original ID (first byte of a value in a table's ids
+# sub-database); see docs/format.md.
+TAG_STR = 0x01
+TAG_BYTES = 0x02
+TAG_INT = 0x03
+
+_h = xxhash.xxh3_64_intdigest
+
+# XXH3's default secret, bytes 8..23, and the constants of its 4..8 byte path.
+_SECRET_8 = 0x1CAD21F72C81017C
+_SECRET_16 = 0xDB979083E96DD4DE
+_PRIME_MX2 = np.uint64(0x9FB21C651E98DF25)
+_M64 = (1 << 64) - 1
+
+
+def _rotl(x: np.ndarray, r: int) -> np.ndarray:
+    return (x << np.uint64(r)) | (x >> np.uint64(64 - r))
+
+
+def xxh3_64_int64(values: np.ndarray, seed: int) -> np.ndarray:
+    """XXH3-64 of each value's 8-byte little-endian encoding, vectorized.
+
+    Equal to ``xxhash.xxh3_64_intdigest(int(v).to_bytes(8, "little", signed=True), seed)``
+    for every element; about 20x faster than calling xxhash per element.
+    """
+    v = np.ascontiguousarray(values).view(np.uint64)
+    seed &= _M64
+    # XXH3_len_4to8_64b: the seed's low 32 bits, byte-swapped, go to its top half.
+    swapped = int.from_bytes((seed & 0xFFFFFFFF).to_bytes(4, "little"), "big")
+    seed2 = seed ^ (swapped << 32)
+    bitflip = np.uint64(((_SECRET_8 ^ _SECRET_16) - seed2) & _M64)
+    with np.errstate(over="ignore"):
+        # input64 = lo32 << 32 | hi32 for an 8-byte input, i.e. the halves swapped.
+        x = ((v << np.uint64(32)) | (v >> np.uint64(32))) ^ bitflip
+        x = x ^ _rotl(x, 49) ^ _rotl(x, 24)
+        x = x * _PRIME_MX2
+        x = x ^ ((x >> np.uint64(35)) + np.uint64(8))
+        x = x * _PRIME_MX2
+        x = x ^ (x >> np.uint64(28))
+    return x
+
+
+@dataclass(frozen=True)
+class IdBatch:
+    """A batch of IDs turned into keys.
+
+    ``keys`` are the u64 keys in input order; ``encoded`` the stored form of each
+    original ID (tag byte + payload) as a list of bytes, built lazily because
+    reads never need it; ``ids`` the IDs as given (a list, or the numpy array).
+    """
+
+    keys: np.ndarray
+    ids: Sequence[Any]
+    scalar: bool
+    _int_array: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def encoded(self) -> list[bytes]:
+        """The stored form of each ID (see docs/format.md), in input order."""
+        if self._int_array is not None:
+            raw = np.empty((len(self._int_array), 9), dtype=np.uint8)
+            raw[:, 0] = TAG_INT
+            raw[:, 1:] = self._int_array.astype("<i8").view(np.uint8).reshape(-1, 8)
+            b = raw.tobytes()
+            return [b[i : i + 9] for i in range(0, len(b), 9)]
+        return [encode_id(x) for x in self.ids]
+
+
+def encode_id(x: Any) -> bytes:
+    """The stored form of one ID: a tag byte then the payload that was hashed."""
+    if isinstance(x, str):
+        return bytes((TAG_STR,)) + x.encode("utf-8")
+    if isinstance(x, bytes):
+        return bytes((TAG_BYTES,)) + x
+    return bytes((TAG_INT,)) + int(x).to_bytes(8, "little", signed=True)
+
+
+def decode_id(b: bytes) -> Any:
+    """Inverse of the stored form: the original str, bytes or int."""
+    tag = b[0]
+    if tag == TAG_STR:
+        return b[1:].decode("utf-8")
+    if tag == TAG_BYTES:
+        return bytes(b[1:])
+    if tag == TAG_INT:
+        return int.from_bytes(b[1:9], "little", signed=True)
+    raise InvalidIdError(f"stored ID has unknown tag {tag:#x}")
+
+
+def same_entity(a: bytes, b: bytes) -> bool:
+    """Whether two stored IDs name the same entity (str and bytes of equal bytes do)."""
+    if a == b:
+        return True
+    return a[1:] == b[1:] and a[0] in (TAG_STR, TAG_BYTES) and b[0] in (TAG_STR, TAG_BYTES)
+
+
+def _bad_id(x: Any) -> InvalidIdError:
+    if isinstance(x, (bool, np.bool_)):
+        return InvalidIdError(f"bool is not a valid ID: {x!r}", hint="IDs are str, bytes or int")
+    if isinstance(x, (int, np.integer)):
+        return InvalidIdError(f"integer ID {int(x)} is outside the signed 64-bit range", hint="use a str ID")
+    return InvalidIdError(
+        f"unsupported ID type {type(x).__name__}: {x!r}",
+        hint="IDs are str, bytes or int (or a numpy integer array)",
+    )
+
+
+def _hash_one(x: Any, seed: int) -> int:
+    if isinstance(x, str):
+        return _h(x.encode("utf-8"), seed)
+    if isinstance(x, bytes):
+        return _h(x, seed)
+    if isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)):
+        v = int(x)
+        if not _INT64_MIN <= v <= _INT64_MAX:
+            raise _bad_id(x)
+        return _h(v.to_bytes(8, "little", signed=True), seed)
+    raise _bad_id(x)
+
+
+def normalize_ids(ids: Any, seed: int, hash_bits: int = 64) -> IdBatch:
+    """Hash a single ID or a batch of IDs; raise InvalidIdError for anything else.
+
+    A batch is a list/tuple of str, bytes and int, a numpy integer array, or a
+    numpy str/object array.  A single str/bytes/int gives a batch of one with
+    ``scalar=True`` so callers can return a scalar result.
+    """
+    mask = None if hash_bits >= 64 else np.uint64((1 << hash_bits) - 1)
+    if isinstance(ids, (str, bytes, int, np.integer)) and not isinstance(ids, (bool, np.bool_)):
+        keys = np.array([_hash_one(ids, seed)], dtype=np.uint64)
+        if mask is not None:
+            keys &= mask
+        return IdBatch(keys, [ids.item() if isinstance(ids, np.integer) else ids], True)
+    if isinstance(ids, np.ndarray):
+        if ids.ndim != 1:
+            raise InvalidIdError(f"an ID array must be 1-D, got shape {ids.shape}")
+        if ids.dtype.kind in "iu":
+            if ids.dtype.kind == "u" and ids.dtype.itemsize == 8 and len(ids) and ids.max() > _INT64_MAX:
+                raise _bad_id(int(ids.max()))
+            arr = ids.astype(np.int64, copy=False)
+            keys = xxh3_64_int64(arr, seed)
+            if mask is not None:
+                keys &= mask
+            return IdBatch(keys, arr, False, arr)
+        if ids.dtype.kind in "USO":
+            ids = ids.tolist()
+        else:
+            raise InvalidIdError(
+                f"unsupported ID array dtype {ids.dtype}", hint="use an integer, str or object array"
+            )
+    elif not isinstance(ids, (list, tuple)):
+        if isinstance(ids, Iterable) and not isinstance(ids, (dict, set, frozenset)):
+            ids = list(ids)
+        else:
+            raise _bad_id(ids)
+    seed &= _M64
+    try:
+        # Fast path: every ID a str (the common case for catalog IDs).
+        hashed = [_h(x.encode("utf-8"), seed) for x in ids]
+    except (AttributeError, TypeError):
+        hashed = [_hash_one(x, seed) for x in ids]
+    keys = np.array(hashed, dtype=np.uint64)
+    if mask is not None:
+        keys &= mask
+    return IdBatch(keys, ids, False)
+
+
+def hash_ids(ids: Any, *, seed: int, hash_bits: int = 64) -> np.ndarray:
+    """The exact 64-bit keys a store with this seed uses for ``ids``.
+
+    ``ids`` is a single ID or a batch (see :func:`normalize_ids`); the result is
+    always a 1-D ``np.uint64`` array.  ``store.hash_ids(ids)`` fills in the
+    store's own seed.
+
+    Example::
+
+        >>> hash_ids(["u-1", "u-2"], seed=0).shape
+        (2,)
+    """
+    return normalize_ids(ids, seed, hash_bits).keys

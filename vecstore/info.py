@@ -1,0 +1,73 @@
+"""Typed, read-only reports: what ``Table.info()`` and ``Store.info()`` return.
+
+Each report is a frozen dataclass with a ``to_dict()`` for JSON output (the
+CLI's ``--json``) and field names that say their unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["BloomInfo", "FeatureInfo", "StoreInfo", "TableInfo"]
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One feature: its kind, storage dtype and stored bytes per row (0 for ID lists)."""
+
+    name: str
+    kind: str
+    dtype: str
+    bytes_per_row: int
+    spec: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BloomInfo:
+    """A table's Bloom filter: configured rate, size, fill and estimated false-positive rate."""
+
+    configured_fpr: float
+    estimated_fpr: float
+    capacity: int
+    count: int
+    num_filters: int
+    bytes: int
+    seq: int
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """A table: row count, bytes in LMDB, per-feature layout and its Bloom filter."""
+
+    name: str
+    table_id: int
+    rows: int
+    record_bytes: int
+    lmdb_bytes: int
+    features: list[FeatureInfo]
+    bloom: BloomInfo
+    log_entries: int
+    expected_size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """A store: format, hashing, file and map sizes, and every table."""
+
+    path: str
+    format_version: int
+    seed: int
+    hash_bits: int
+    uuid: str
+    file_bytes: int
+    map_size: int
+    page_size: int
+    readers: int
+    tables: list[TableInfo] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,190 @@
+"""``Rows``: the columnar result of ``Table.get`` and ``Table.scan``.
+
+Rows hold the raw fixed-width records of a batch as one numpy structured
+array and decode a feature only when it is asked for, so a ``get`` that reads
+ten features but uses two pays for two.
+
+Missing values (an ID that is not stored, or a row that never had the
+feature) read back as the feature's documented default:
+
+=============  ==========================================
+feature        missing value
+=============  ==========================================
+float scalar   NaN (or ``Scalar(default=...)``)
+int scalar     0 (or ``Scalar(default=...)``)
+bool scalar    False (or ``Scalar(default=...)``)
+Category       None
+IdList         None
+Vector         a row of NaN (float32); zeros with raw=True
+=============  ==========================================
+
+``rows.present(name)`` tells a stored value from a default.
+
+Example::
+
+    rows = items.get(["item-1", "nope"], features=["price"])
+    rows.found            # array([ True, False])
+    rows["price"]         # array([9.5, nan], dtype=float32)
+    rows.to_pylist()      # [{'id': 'item-1', 'price': 9.5}, {'id': 'nope', 'price': None}]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .codecs import decode_vectors
+from .errors import UnknownFeatureError
+from .features import Category, IdList, Scalar, Vector
+from .schema import PRESENT, TableSchema
+
+__all__ = ["Rows"]
+
+
+class Rows:
+    """A batch of rows: ``found``, ``ids``, ``keys`` and one column per feature."""
+
+    def __init__(
+        self,
+        schema: TableSchema,
+        ids: Sequence[Any],
+        keys: np.ndarray,
+        found: np.ndarray,
+        records: np.ndarray,
+        var: dict[str, list[Any]],
+        features: list[str],
+        *,
+        raw: bool = False,
+        categories: Callable[[str, np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        self._schema = schema
+        self.ids = ids
+        self.keys = keys
+        self.found = found
+        self.features = features
+        self._records = records
+        self._var = var
+        self._raw = raw
+        self._categories = categories
+        self._cache: dict[str, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.features
+
+    def __repr__(self) -> str:
+        return f"<Rows {len(self)} rows, {int(self.found.sum())} found, features={self.features}>"
+
+    def _check(self, name: str) -> None:
+        if name not in self.features:
+            raise UnknownFeatureError(
+                f"feature {name!r} was not read into these rows (read: {', '.join(self.features)})",
+                hint="pass it in get(..., features=[...])",
+            )
+
+    def present(self, name: str) -> np.ndarray:
+        """Bool mask of rows that hold a stored value of ``name`` (not a default)."""
+        self._check(name)
+        if name in self._var:
+            return np.fromiter((v is not None for v in self._var[name]), dtype=bool, count=len(self))
+        bit = self._schema.presence_bit[name]
+        return (self._records[PRESENT][:, bit >> 3] >> (bit & 7)) & 1 == 1
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """One feature as a numpy array (float32 dequantized unless read with raw=True)."""
+        hit = self._cache.get(name)
+        if hit is not None:
+            return hit
+        out = self.raw(name) if self._raw else self._decode(name)
+        self._cache[name] = out
+        return out
+
+    def _decode(self, name: str) -> np.ndarray:
+        self._check(name)
+        spec = self._schema.features[name]
+        if isinstance(spec, IdList):
+            out = np.empty(len(self), dtype=object)
+            out[:] = self._var[name]
+            return out
+        present = self.present(name)
+        col = self._records[name]
+        if isinstance(spec, Scalar):
+            out = col.astype(spec.value_dtype)
+            if not present.all():
+                out[~present] = spec.fill_value
+            return out
+        if isinstance(spec, Category):
+            assert self._categories is not None
+            return self._categories(name, np.where(present, col, 0))
+        assert isinstance(spec, Vector)
+        scale = self._records[name + ".scale"] if spec.dtype == "i8" else None
+        out = decode_vectors(spec, col, scale)
+        if not present.all():
+            out[~present] = np.nan
+        return out
+
+    def raw(self, name: str) -> Any:
+        """The stored form of a feature, without dequantization.
+
+        f16 features as float16; i8 vectors as a tuple ``(codes int8 (n, dim),
+        scales float32 (n,))``; b1 vectors as packed sign bits uint8; categories
+        as their u32 dictionary codes (0 = missing).  Other features as ``rows[name]``.
+        """
+        self._check(name)
+        spec = self._schema.features[name]
+        if isinstance(spec, IdList):
+            return self._decode(name)
+        if isinstance(spec, Scalar) and spec.dtype != "f16":
+            return self._decode(name)
+        present = self.present(name)
+        col = np.array(self._records[name])
+        col[~present] = 0
+        if isinstance(spec, Vector) and spec.dtype == "i8":
+            scale = np.array(self._records[name + ".scale"])
+            scale[~present] = 0
+            return col, scale
+        return col
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """``{feature: column}`` for every feature read."""
+        return {n: self[n] for n in self.features}
+
+    def _arrow_ids(self) -> pa.Array:
+        ids = self.ids
+        if isinstance(ids, np.ndarray):
+            return pa.array(ids)
+        try:
+            return pa.array(list(ids))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            # A mixed batch (str and int IDs): report them all as strings.
+            return pa.array([i.decode("utf-8", "replace") if isinstance(i, bytes) else str(i) for i in ids])
+
+    def to_arrow(self) -> pa.Table:
+        """A pyarrow Table: an ``id`` column, then one column per feature read.
+
+        Missing values are nulls; vectors are fixed-size lists of float32
+        (dequantized), ID lists are lists.
+        """
+        cols: dict[str, pa.Array] = {"id": self._arrow_ids()}
+        for name in self.features:
+            spec = self._schema.features[name]
+            mask = ~self.present(name)
+            if isinstance(spec, Vector):
+                values = self._decode(name)
+                flat = pa.array(values.reshape(-1), type=pa.float32())
+                arr = pa.FixedSizeListArray.from_arrays(flat, spec.dim, mask=pa.array(mask))
+            elif isinstance(spec, (Category, IdList)):
+                arr = pa.array(self._decode(name).tolist())
+            else:
+                arr = pa.array(self._decode(name), mask=mask)
+            cols[name] = arr
+        return pa.table(cols)
+
+    def to_pylist(self) -> list[dict[str, Any]]:
+        """One dict per row (``id`` plus each feature; None where missing)."""
+        return self.to_arrow().to_pylist()

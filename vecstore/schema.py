@@ -1,0 +1,129 @@
+"""A table's schema and the fixed-width record layout derived from it.
+
+Scalars, categories and vectors of a row live in one fixed-width record: a
+presence bitmap (one bit per fixed feature, so a partial row and a missing
+integer can be told apart) followed by each feature's stored bytes, packed,
+little-endian, in schema order.  Because every record of a table has the same
+width, a batch of records decodes with one ``np.frombuffer`` into a numpy
+structured array, with no per-row Python work.  ID lists are variable length
+and live in their own sub-database, one value per (row, feature).
+
+docs/format.md describes the layout byte by byte.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import SchemaError
+from .features import Category, Feature, IdList, Scalar, Vector, feature_from_dict
+
+__all__ = ["PRESENT", "TableSchema", "check_name"]
+
+PRESENT = "__present__"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
+
+
+def check_name(name: Any, what: str) -> str:
+    """Validate a table or feature name: letters, digits, ``_`` and ``-``, at most 128 chars."""
+    if not isinstance(name, str) or not _NAME.match(name) or name.startswith("__"):
+        raise SchemaError(
+            f"invalid {what} name {name!r}",
+            hint="use letters, digits, '_' and '-', starting with a letter or '_' (at most 128 characters, not '__...')",
+        )
+    return name
+
+
+@dataclass
+class TableSchema:
+    """A table's name, features and options, plus the derived record layout."""
+
+    name: str
+    table_id: int
+    features: dict[str, Feature]
+    expected_size: int = 1_000_000
+    bloom_fpr: float = 0.01
+    created: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "table")
+        if not isinstance(self.features, dict) or not self.features:
+            raise SchemaError(f"table {self.name!r} needs a dict of at least one feature")
+        for fname, spec in self.features.items():
+            check_name(fname, "feature")
+            if not isinstance(spec, (Scalar, Category, IdList, Vector)):
+                raise SchemaError(
+                    f"feature {fname!r}: expected Scalar, Category, IdList or Vector, got {type(spec).__name__}",
+                    hint="for example vecstore.Scalar('f32')",
+                )
+        if isinstance(self.expected_size, bool) or not isinstance(self.expected_size, int) or self.expected_size < 1:
+            raise SchemaError(f"expected_size must be a positive integer, got {self.expected_size!r}")
+        if not (isinstance(self.bloom_fpr, float | int) and 0.0 < self.bloom_fpr < 0.5):
+            raise SchemaError(f"bloom_fpr must be in (0, 0.5), got {self.bloom_fpr!r}")
+        self._build_layout()
+
+    def _build_layout(self) -> None:
+        fixed = [n for n, s in self.features.items() if not isinstance(s, IdList)]
+        self.fixed_features: list[str] = fixed
+        self.var_features: list[str] = [n for n, s in self.features.items() if isinstance(s, IdList)]
+        self.presence_bit: dict[str, int] = {n: i for i, n in enumerate(fixed)}
+        self.var_slot: dict[str, int] = {n: i for i, n in enumerate(self.var_features)}
+        self.feature_index: dict[str, int] = {n: i for i, n in enumerate(self.features)}
+        pbytes = max(1, (len(fixed) + 7) // 8)
+        fields: list[tuple[Any, ...]] = [(PRESENT, "u1", (pbytes,))]
+        for n in fixed:
+            spec = self.features[n]
+            if isinstance(spec, Scalar):
+                fields.append((n, spec.storage_dtype))
+            elif isinstance(spec, Category):
+                fields.append((n, "<u4"))
+            else:
+                assert isinstance(spec, Vector)
+                if spec.dtype == "f32":
+                    fields.append((n, "<f4", (spec.dim,)))
+                elif spec.dtype == "f16":
+                    fields.append((n, "<f2", (spec.dim,)))
+                elif spec.dtype == "i8":
+                    fields.append((n, "i1", (spec.dim,)))
+                    fields.append((n + ".scale", "<f4"))
+                else:
+                    fields.append((n, "u1", ((spec.dim + 7) // 8,)))
+        self.record_dtype = np.dtype(fields)
+        self.record_size = self.record_dtype.itemsize
+
+    def feature_bytes(self, name: str) -> int:
+        """Stored bytes per row of one fixed feature (0 for ID lists, which vary)."""
+        spec = self.features[name]
+        if isinstance(spec, IdList):
+            return 0
+        if isinstance(spec, Vector):
+            return spec.nbytes
+        if isinstance(spec, Category):
+            return 4
+        return spec.storage_dtype.itemsize
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "table_id": self.table_id,
+            "features": [[n, s.to_dict()] for n, s in self.features.items()],
+            "expected_size": self.expected_size,
+            "bloom_fpr": float(self.bloom_fpr),
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TableSchema:
+        return cls(
+            name=d["name"],
+            table_id=d["table_id"],
+            features={n: feature_from_dict(s) for n, s in d["features"]},
+            expected_size=d["expected_size"],
+            bloom_fpr=d["bloom_fpr"],
+            created=d["created"],
+        )

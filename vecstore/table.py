@@ -1,0 +1,685 @@
+"""A feature table: entities keyed by ID, with typed, compact features.
+
+Each table owns five LMDB sub-databases (``t<ID>.rows``, ``.ids``, ``.var``,
+``.dict``, ``.log``; docs/format.md) and a Bloom filter derived from them.
+Every ``put`` and ``delete`` is one LMDB write transaction that validates
+everything first, writes rows, original IDs and a change-log entry together,
+and commits: all of it or none of it.
+
+Example::
+
+    items = store.table("items")
+    items.put(["item-1", "item-2"], {"price": [9.5, 3.0], "category": ["books", "toys"]})
+    rows = items.get(["item-1", "item-3"], features=["price"])
+    rows.found        # array([ True, False])
+    items.may_contain(["item-1", "item-3"])   # array([ True, False]) (Bloom filter only)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+import numpy as np
+
+from . import changelog
+from .bloom import BloomFilter
+from .codecs import encode_scalar, encode_vectors
+from .errors import (
+    CorruptionError,
+    IdCollisionError,
+    InvalidIdError,
+    InvalidValueError,
+    StoreClosedError,
+    TableNotFoundError,
+    UnknownFeatureError,
+)
+from .features import Category, IdList, Scalar, Vector
+from .hashing import IdBatch, decode_id, normalize_ids, same_entity
+from .info import BloomInfo, FeatureInfo, TableInfo
+from .rows import Rows
+from .schema import PRESENT, TableSchema
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["Table", "table_db_names"]
+
+_SUFFIXES = (b"rows", b"ids", b"var", b"dict", b"log")
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def table_db_names(table_id: int) -> list[bytes]:
+    """The LMDB sub-database names of table ``table_id``."""
+    return [b"t%d.%s" % (table_id, s) for s in _SUFFIXES]
+
+
+def _key_bytes(keys: np.ndarray) -> list[bytes]:
+    # Big-endian so LMDB's byte order is numeric key order; a void view's
+    # tolist() yields bytes objects without numpy's trailing-NUL stripping.
+    return keys.astype(">u8").view("V8").tolist()
+
+
+def _check_idlist(name: str, spec: IdList, value: Any, row: int) -> list[Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise InvalidValueError(f"feature {name!r} (IdList) needs a list of IDs at row {row}, got {value!r}")
+    for x in value:
+        ok = isinstance(x, (str, bytes)) or (
+            isinstance(x, int) and not isinstance(x, bool) and _INT64_MIN <= x <= _INT64_MAX
+        )
+        if not ok:
+            raise InvalidValueError(
+                f"feature {name!r} (IdList): row {row} holds {x!r}; list items must be str, bytes or 64-bit int IDs"
+            )
+    if spec.max_len is not None and len(value) > spec.max_len:
+        raise InvalidValueError(f"feature {name!r}: row {row} has {len(value)} IDs, more than max_len={spec.max_len}")
+    return list(value)
+
+
+class Table:
+    """A feature table; get one from ``store.create_table`` or ``store.table``."""
+
+    def __init__(self, store: Store, schema: TableSchema) -> None:
+        self._store = store
+        self._env = store._env
+        self.schema = schema
+        self.name = schema.name
+        self._valid = True
+        names = table_db_names(schema.table_id)
+        self._dbn = dict(zip(("rows", "ids", "var", "dict", "log"), names))
+        self._cat_lock = threading.Lock()
+        self._cat_codes: dict[str, dict[str, int]] = {n: {} for n, s in schema.features.items() if isinstance(s, Category)}
+        self._cat_values: dict[str, np.ndarray] = {n: np.array([None], dtype=object) for n in self._cat_codes}
+        self._bloom_lock = threading.RLock()
+        self._bloom: BloomFilter | None = None
+        self._bloom_seq = 0
+        self._bloom_txnid = -1
+        self._bloom_saved_seq = -1
+        self._unsaved_keys = 0
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _db(self, which: str) -> Any:
+        h = self._env.db(self._dbn[which])
+        if h is None:
+            raise TableNotFoundError(f"table {self.name!r} was dropped", hint="reopen it with store.table(name)")
+        return h
+
+    def _invalidate(self) -> None:
+        self._valid = False
+
+    def _check_valid(self, txn: Any) -> None:
+        if self._env._closed:
+            raise StoreClosedError(f"store at {self._store.path} is closed")
+        self._store._sync_schemas(txn)
+        if not self._valid:
+            raise TableNotFoundError(f"table {self.name!r} was dropped", hint="reopen it with store.table(name)")
+
+    def _ids(self, ids: Any) -> IdBatch:
+        return normalize_ids(ids, self._store.seed, self._store.hash_bits)
+
+    def _consumer_keys(self) -> list[bytes]:
+        return [b"consumer:%d:bloom" % self.schema.table_id]
+
+    def __len__(self) -> int:
+        with self._env.read() as txn:
+            self._check_valid(txn)
+            return txn.stat(self._db("rows"))["entries"]
+
+    def __repr__(self) -> str:
+        return f"<vecstore.Table {self.name!r} features={list(self.schema.features)}>"
+
+    @property
+    def features(self) -> dict[str, Any]:
+        """The schema: feature name -> spec (Scalar, Category, IdList or Vector)."""
+        return dict(self.schema.features)
+
+    # -- writes --------------------------------------------------------------
+
+    def _encode_columns(self, columns: Mapping[str, Any], n: int, scalar: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Validate and encode every column before any write: (fixed fields, raw category/idlist values)."""
+        if not isinstance(columns, Mapping):
+            raise InvalidValueError(f"put() takes a mapping of feature name -> column, got {type(columns).__name__}")
+        fixed: dict[str, Any] = {}
+        other: dict[str, Any] = {}
+        for name, values in columns.items():
+            spec = self.schema.features.get(name)
+            if spec is None:
+                raise UnknownFeatureError(
+                    f"table {self.name!r} has no feature {name!r} (features: {', '.join(self.schema.features)})"
+                )
+            if scalar:
+                values = [values]
+            if isinstance(spec, Scalar):
+                fixed[name] = encode_scalar(spec, name, values, n)
+            elif isinstance(spec, Vector):
+                fixed.update(encode_vectors(spec, name, values, n))
+            else:
+                vals = values.tolist() if isinstance(values, np.ndarray) else values
+                if isinstance(vals, (str, bytes)) or not hasattr(vals, "__len__") or len(vals) != n:
+                    got = len(vals) if hasattr(vals, "__len__") and not isinstance(vals, (str, bytes)) else "a scalar"
+                    raise InvalidValueError(f"feature {name!r}: expected {n} values (one per ID), got {got}")
+                if isinstance(spec, Category):
+                    for i, v in enumerate(vals):
+                        if v is not None and not isinstance(v, str):
+                            raise InvalidValueError(
+                                f"feature {name!r} (Category) needs str or None, row {i} holds {v!r}"
+                            )
+                    other[name] = list(vals)
+                else:
+                    other[name] = [_check_idlist(name, spec, v, i) for i, v in enumerate(vals)]
+        return fixed, other
+
+    def put(self, ids: Any, columns: Mapping[str, Any]) -> int:
+        """Insert or update rows: one ID or a batch, with one column per feature.
+
+        Columns are arrays or lists with one value per ID (vectors: a 2-D array).
+        Features left out keep their stored values (partial rows merge); a
+        ``None`` category or ID list clears that value.  An ID repeated in the
+        batch keeps its last values.  The whole call is one transaction: on any
+        error nothing is written.  Returns the number of distinct IDs written.
+
+        Raises InvalidIdError, UnknownFeatureError, InvalidValueError and
+        IdCollisionError (two different IDs with the same 64-bit key).
+
+        Example::
+
+            items.put(["a", "b"], {"price": np.array([1.0, 2.0]), "embedding": vecs})
+        """
+        batch = self._ids(ids)
+        n = len(batch)
+        fixed, other = self._encode_columns(columns, n, batch.scalar)
+        if n == 0:
+            return 0
+        keys = batch.keys
+        encoded_ids = batch.encoded()
+        # Sort by key (LMDB inserts in key order touch far fewer pages) and keep
+        # the last occurrence of a repeated key, like a dict update.
+        rev_unique, rev_idx = np.unique(keys[::-1], return_index=True)
+        sel = (n - 1) - rev_idx
+        if len(sel) < n:
+            self._check_batch_collisions(keys, encoded_ids)
+        m = len(sel)
+        skeys = rev_unique
+        kb = _key_bytes(skeys)
+        idb = [encoded_ids[i] for i in sel.tolist()]
+        fields = {f: (a[sel] if m < n or not np.all(sel[:-1] < sel[1:]) else a) for f, a in fixed.items()}
+        selected = sel.tolist()
+        others = {f: [v[i] for i in selected] for f, v in other.items()}
+        provided = set(columns)
+        partial = any(f not in provided for f in self.schema.fixed_features)
+        mask = bytearray((len(self.schema.features) + 7) // 8)
+        for f in provided:
+            i = self.schema.feature_index[f]
+            mask[i >> 3] |= 1 << (i & 7)
+        new_codes: dict[str, dict[str, int]] = {}
+
+        def write(txn: Any) -> int:
+            new_codes.clear()
+            self._check_valid(txn)
+            ids_cur = txn.cursor(self._db("ids"))
+            rows_cur = txn.cursor(self._db("rows"))
+            _, added = ids_cur.putmulti(zip(kb, idb), overwrite=False)
+            rec = np.zeros(m, dtype=self.schema.record_dtype)
+            if added < m:
+                stored = ids_cur.getmulti(kb)
+                for (k, have), want in zip(stored, idb):
+                    if have != want and not same_entity(have, want):
+                        raise IdCollisionError(
+                            int.from_bytes(k, "big"), decode_id(have), decode_id(want), table=self.name
+                        )
+                if partial:
+                    got = rows_cur.getmulti(kb)
+                    if got:
+                        gk = np.frombuffer(b"".join(k for k, _ in got), dtype=">u8")
+                        pos = np.searchsorted(skeys, gk.astype(np.uint64))
+                        rec[pos] = np.frombuffer(b"".join(v for _, v in got), dtype=self.schema.record_dtype)
+            for f, arr in fields.items():
+                rec[f] = arr
+            present = rec[PRESENT]
+            for f in provided:
+                if f in self.schema.presence_bit:
+                    bit = self.schema.presence_bit[f]
+                    present[:, bit >> 3] |= np.uint8(1 << (bit & 7))
+            for f, vals in others.items():
+                spec = self.schema.features[f]
+                if isinstance(spec, Category):
+                    codes, clear = self._assign_codes(txn, f, vals, new_codes.setdefault(f, {}))
+                    rec[f] = codes
+                    bit = self.schema.presence_bit[f]
+                    if clear.any():
+                        present[clear, bit >> 3] &= np.uint8(0xFF ^ (1 << (bit & 7)))
+                else:
+                    self._write_idlists(txn, kb, f, vals)
+            rec[PRESENT] = present
+            rows_cur.putmulti(zip(kb, rec.view(f"V{self.schema.record_size}").tolist()))
+            changelog.append(txn, self._db("log"), changelog.OP_PUT, skeys, bytes(mask))
+            return m
+
+        written = self._env.write(write, action=f"writing {m} rows to table {self.name!r}")
+        self._merge_new_codes(new_codes)
+        self._after_write(m)
+        return written
+
+    def _check_batch_collisions(self, keys: np.ndarray, encoded: list[bytes]) -> None:
+        first: dict[int, bytes] = {}
+        for k, e in zip(keys.tolist(), encoded):
+            seen = first.setdefault(k, e)
+            if seen is not e and seen != e and not same_entity(seen, e):
+                raise IdCollisionError(k, decode_id(seen), decode_id(e), table=self.name)
+
+    def _write_idlists(self, txn: Any, kb: list[bytes], name: str, vals: list[Any]) -> None:
+        var = self._db("var")
+        slot = self.schema.var_slot[name].to_bytes(2, "big")
+        for k, v in zip(kb, vals):
+            if v is None:
+                txn.delete(k + slot, db=var)
+            else:
+                txn.put(k + slot, msgpack.packb(v), db=var)
+
+    def _assign_codes(
+        self, txn: Any, name: str, vals: list[str | None], fresh: dict[str, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Dictionary codes for category strings, adding unseen ones in this transaction."""
+        dict_db = self._db("dict")
+        slot = self.schema.feature_index[name].to_bytes(2, "big")
+        known = self._cat_codes[name]
+        lookup: dict[str | None, int] = {None: 0}
+        for v in set(vals):
+            if v in lookup:
+                continue
+            code = known.get(v)  # type: ignore[arg-type]
+            if code is None:
+                raw = txn.get(slot + b"s" + v.encode("utf-8"), db=dict_db)  # type: ignore[union-attr]
+                if raw is None:
+                    nxt = int.from_bytes(txn.get(slot + b"n", db=dict_db) or b"\x01\x00\x00\x00", "little")
+                    code = nxt
+                    txn.put(slot + b"s" + v.encode("utf-8"), code.to_bytes(4, "little"), db=dict_db)  # type: ignore[union-attr]
+                    txn.put(slot + b"c" + code.to_bytes(4, "big"), v.encode("utf-8"), db=dict_db)  # type: ignore[union-attr]
+                    txn.put(slot + b"n", (code + 1).to_bytes(4, "little"), db=dict_db)
+                else:
+                    code = int.from_bytes(raw, "little")
+                fresh[v] = code  # type: ignore[index]
+            lookup[v] = code
+        codes = np.fromiter((lookup[v] for v in vals), dtype=np.uint32, count=len(vals))
+        return codes, codes == 0
+
+    def _merge_new_codes(self, new_codes: dict[str, dict[str, int]]) -> None:
+        with self._cat_lock:
+            for name, fresh in new_codes.items():
+                self._cat_codes[name].update(fresh)
+
+    def _categories(self, name: str, codes: np.ndarray) -> np.ndarray:
+        values = self._cat_values[name]
+        if len(codes) and int(codes.max()) >= len(values):
+            values = self._load_categories(name)
+        return values[codes]
+
+    def _load_categories(self, name: str) -> np.ndarray:
+        slot = self.schema.feature_index[name].to_bytes(2, "big")
+        prefix = slot + b"c"
+        out: list[str | None] = [None]
+        with self._env.read() as txn:
+            cur = txn.cursor(self._db("dict"))
+            if cur.set_range(prefix):
+                for k, v in cur:
+                    if not k.startswith(prefix):
+                        break
+                    code = int.from_bytes(k[3:], "big")
+                    if code != len(out):
+                        raise CorruptionError(f"table {self.name!r}: category dictionary of {name!r} has a gap at code {len(out)}")
+                    out.append(v.decode("utf-8"))
+        values = np.array(out, dtype=object)
+        with self._cat_lock:
+            self._cat_values[name] = values
+            self._cat_codes[name].update({s: i for i, s in enumerate(out) if s is not None})
+        return values
+
+    def delete(self, ids: Any) -> int:
+        """Delete rows by ID; returns how many existed.  Absent IDs are ignored.
+
+        Deleted IDs may still test positive in ``may_contain`` until
+        ``vecstore compact`` rebuilds the Bloom filter.
+        """
+        batch = self._ids(ids)
+        if len(batch) == 0:
+            return 0
+        skeys, first = np.unique(batch.keys, return_index=True)
+        kb = _key_bytes(skeys)
+        enc = batch.encoded()
+        want = [enc[i] for i in first.tolist()]
+
+        def write(txn: Any) -> int:
+            self._check_valid(txn)
+            ids_db, rows_db, var_db = self._db("ids"), self._db("rows"), self._db("var")
+            slots = [s.to_bytes(2, "big") for s in self.schema.var_slot.values()]
+            gone: list[int] = []
+            for i, (k, w) in enumerate(zip(kb, want)):
+                have = txn.get(k, db=ids_db)
+                if have is None or not same_entity(have, w):
+                    continue
+                txn.delete(k, db=ids_db)
+                txn.delete(k, db=rows_db)
+                for s in slots:
+                    txn.delete(k + s, db=var_db)
+                gone.append(i)
+            if gone:
+                changelog.append(txn, self._db("log"), changelog.OP_DELETE, skeys[gone])
+            return len(gone)
+
+        count = self._env.write(write, action=f"deleting from table {self.name!r}")
+        self._after_write(0)
+        return count
+
+    # -- reads ---------------------------------------------------------------
+
+    def _resolve_features(self, features: Any) -> list[str]:
+        if features is None:
+            return list(self.schema.features)
+        if isinstance(features, str):
+            features = [features]
+        out = list(features)
+        for f in out:
+            if f not in self.schema.features:
+                raise UnknownFeatureError(
+                    f"table {self.name!r} has no feature {f!r} (features: {', '.join(self.schema.features)})"
+                )
+        return out
+
+    def get(self, ids: Any, features: Any = None, *, raw: bool = False) -> Rows:
+        """Read rows for one ID or a batch, in input order; absent IDs have ``found=False``.
+
+        ``features`` limits what is read (default: all).  Values come back as
+        float32 (dequantized) unless ``raw=True``; see :class:`Rows` for the
+        defaults that fill missing values.
+
+        Example::
+
+            rows = items.get(ids, features=["price", "embedding"])
+            prices = rows["price"][rows.found]
+        """
+        batch = self._ids(ids)
+        feats = self._resolve_features(features)
+        n = len(batch)
+        kb = _key_bytes(batch.keys)
+        var: dict[str, list[Any]] = {}
+        with self._env.read() as txn:
+            self._check_valid(txn)
+            vals = list(map(txn.cursor(self._db("rows")).get, kb))
+            if self._store.hash_bits < 64:
+                vals = self._drop_foreign(txn, kb, batch, vals)
+            missing = vals.count(None)
+            for f in feats:
+                if f in self.schema.var_slot:
+                    slot = self.schema.var_slot[f].to_bytes(2, "big")
+                    vget = txn.cursor(self._db("var")).get
+                    var[f] = [None if v is None else msgpack.unpackb(vget(k + slot) or b"\xc0") for k, v in zip(kb, vals)]
+        if missing == 0:
+            found = np.ones(n, dtype=bool)
+            records = np.frombuffer(b"".join(vals), dtype=self.schema.record_dtype)
+        else:
+            found = np.fromiter(map(bool, vals), dtype=bool, count=n)
+            records = np.zeros(n, dtype=self.schema.record_dtype)
+            records[found] = np.frombuffer(b"".join(filter(None, vals)), dtype=self.schema.record_dtype)
+        return Rows(self.schema, batch.ids, batch.keys, found, records, var, feats, raw=raw, categories=self._categories)
+
+    def _drop_foreign(self, txn: Any, kb: list[bytes], batch: IdBatch, vals: list[Any]) -> list[Any]:
+        # With a narrowed hash (test hook) keys collide often: check the stored ID.
+        enc = batch.encoded()
+        ids_get = txn.cursor(self._db("ids")).get
+        return [v if v is not None and same_entity(ids_get(k) or b"", e) else None for v, k, e in zip(vals, kb, enc)]
+
+    def contains(self, ids: Any) -> Any:
+        """Exact membership (reads LMDB): a bool for one ID, a bool array for a batch."""
+        batch = self._ids(ids)
+        kb = _key_bytes(batch.keys)
+        enc = batch.encoded()
+        with self._env.read() as txn:
+            self._check_valid(txn)
+            stored = list(map(txn.cursor(self._db("ids")).get, kb))
+        out = np.fromiter(
+            (s is not None and (s == e or same_entity(s, e)) for s, e in zip(stored, enc)), dtype=bool, count=len(kb)
+        )
+        return bool(out[0]) if batch.scalar else out
+
+    def may_contain(self, ids: Any) -> Any:
+        """Bloom-filter membership: False means surely absent; True means probably present.
+
+        Never a false negative for a committed row, whoever wrote it; no
+        per-ID LMDB read.  A bool for one ID, a bool array for a batch.
+        """
+        batch = self._ids(ids)
+        bloom = self._sync_bloom()
+        out = bloom.may_contain(batch.keys)
+        return bool(out[0]) if batch.scalar else out
+
+    def scan(self, batch_size: int = 10_000, features: Any = None, *, raw: bool = False) -> Iterator[Rows]:
+        """Iterate over all rows in key order, ``batch_size`` rows at a time.
+
+        Each batch is read in its own short transaction (so a long scan does
+        not pin old pages): rows written during the scan may or may not appear.
+        ``rows.ids`` holds the original IDs.
+        """
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        feats = self._resolve_features(features)
+        start: bytes | None = None
+        while True:
+            with self._env.read() as txn:
+                self._check_valid(txn)
+                cur = txn.cursor(self._db("rows"))
+                if not (cur.first() if start is None else cur.set_range(start)):
+                    return
+                kb: list[bytes] = []
+                vals: list[bytes] = []
+                for k, v in cur:
+                    kb.append(k)
+                    vals.append(v)
+                    if len(kb) == batch_size:
+                        break
+                ids = [decode_id(v) for _, v in txn.cursor(self._db("ids")).getmulti(kb)]
+                var: dict[str, list[Any]] = {}
+                for f in feats:
+                    if f in self.schema.var_slot:
+                        slot = self.schema.var_slot[f].to_bytes(2, "big")
+                        vget = txn.cursor(self._db("var")).get
+                        var[f] = [None if (b := vget(k + slot)) is None else msgpack.unpackb(b) for k in kb]
+            if len(ids) != len(kb):
+                raise CorruptionError(f"table {self.name!r}: rows without a stored ID", hint="run `vecstore verify`")
+            keys = np.frombuffer(b"".join(kb), dtype=">u8").astype(np.uint64)
+            records = np.frombuffer(b"".join(vals), dtype=self.schema.record_dtype)
+            yield Rows(
+                self.schema, ids, keys, np.ones(len(kb), dtype=bool), records, var, feats,
+                raw=raw, categories=self._categories,
+            )
+            last = int(keys[-1])
+            if len(kb) < batch_size or last == (1 << 64) - 1:
+                return
+            start = (last + 1).to_bytes(8, "big")
+
+    def ids(self, batch_size: int = 100_000) -> Iterator[list[Any]]:
+        """Iterate over the original IDs in key order, in lists of up to ``batch_size``."""
+        for rows in self.scan(batch_size=batch_size, features=[]):
+            yield list(rows.ids)
+
+    # -- Bloom filter --------------------------------------------------------
+
+    def _bloom_path(self) -> Path:
+        return self._store.path / "bloom" / f"t{self.schema.table_id}.bloom"
+
+    def _sync_bloom(self) -> BloomFilter:
+        """Bring this process's Bloom filter up to the newest commit (cheap when nothing changed)."""
+        txnid = self._env.last_txnid()
+        bloom = self._bloom
+        if bloom is not None and txnid == self._bloom_txnid:
+            return bloom
+        with self._bloom_lock, self._env.read() as txn:
+            self._check_valid(txn)
+            log = self._db("log")
+            head, first = changelog.head(txn, log), changelog.first(txn, log)
+            stale = self._bloom is None or self._bloom_seq > head or (first > self._bloom_seq + 1 and self._bloom_seq < head)
+            if stale:
+                self._load_or_rebuild_bloom(txn, head, first)
+            assert self._bloom is not None
+            if self._bloom_seq < head:
+                for entry in changelog.entries(txn, log, self._bloom_seq):
+                    if entry.op == changelog.OP_PUT:
+                        self._unsaved_keys += self._bloom.add(entry.keys)
+                self._bloom_seq = head
+            self._bloom_txnid = txnid
+            return self._bloom
+
+    def _load_or_rebuild_bloom(self, txn: Any, head: int, first: int) -> None:
+        try:
+            bloom, meta = BloomFilter.load(self._bloom_path())
+            seq = int(meta.get("seq", -1))
+            usable = (
+                meta.get("store_uuid") == self._store.uuid
+                and meta.get("table_id") == self.schema.table_id
+                and 0 <= seq <= head
+                and (seq >= first - 1 or seq == head)
+            )
+        except (FileNotFoundError, CorruptionError):
+            usable = False
+        if usable:
+            self._bloom, self._bloom_seq, self._bloom_saved_seq = bloom, seq, seq
+            self._unsaved_keys = 0
+            return
+        # Rebuild from the rows: LMDB is the source of truth.
+        keys = np.frombuffer(
+            b"".join(txn.cursor(self._db("ids")).iternext(keys=True, values=False)), dtype=">u8"
+        ).astype(np.uint64)
+        capacity = max(self.schema.expected_size, len(keys) + len(keys) // 2)
+        bloom = BloomFilter(capacity=capacity, fpr=self.schema.bloom_fpr)
+        bloom.add(keys)
+        self._bloom, self._bloom_seq, self._bloom_saved_seq = bloom, head, -1
+        self._unsaved_keys = len(keys)
+
+    def _after_write(self, nkeys: int) -> None:
+        if self._bloom is None:
+            return  # built lazily by the first may_contain
+        bloom = self._sync_bloom()
+        if self._unsaved_keys > max(100_000, bloom.count // 20):
+            self._persist_derived(force=True)
+
+    def _persist_derived(self, *, force: bool) -> None:
+        """Save the Bloom snapshot and trim change-log entries every derived file has absorbed."""
+        if self._store.readonly or not self._valid or self._bloom is None:
+            return
+        with self._bloom_lock:
+            if self._bloom_saved_seq == self._bloom_seq and not force:
+                return
+            if self._bloom_saved_seq == self._bloom_seq:
+                return
+            seq = self._bloom_seq
+            self._bloom.save(
+                self._bloom_path(), {"seq": seq, "table_id": self.schema.table_id, "store_uuid": self._store.uuid}
+            )
+            self._bloom_saved_seq = seq
+            self._unsaved_keys = 0
+        meta_key = self._consumer_keys()[0]
+
+        def record(txn: Any) -> None:
+            if not self._valid:
+                return
+            meta = self._env.db(b"meta")
+            txn.put(meta_key, seq.to_bytes(8, "little"), db=meta)
+            upto = min(int.from_bytes(txn.get(k, db=meta) or b"\0" * 8, "little") for k in self._consumer_keys())
+            changelog.truncate(txn, self._db("log"), upto)
+
+        self._env.write(record, action=f"recording the Bloom snapshot of table {self.name!r}")
+
+    def _remove_derived_files(self) -> None:
+        self._bloom_path().unlink(missing_ok=True)
+
+    # -- reports -------------------------------------------------------------
+
+    def info(self) -> TableInfo:
+        """Row count, bytes, per-feature layout and the Bloom filter's state."""
+        bloom = self._sync_bloom()
+        with self._env.read() as txn:
+            self._check_valid(txn)
+            stats = [txn.stat(self._db(w)) for w in ("rows", "ids", "var", "dict", "log")]
+        nbytes = sum((s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"]) * s["psize"] for s in stats)
+        feats = [
+            FeatureInfo(
+                name=n,
+                kind=s.kind,
+                dtype=getattr(s, "dtype", "utf8" if isinstance(s, Category) else "ids"),
+                bytes_per_row=self.schema.feature_bytes(n),
+                spec=s.to_dict(),
+            )
+            for n, s in self.schema.features.items()
+        ]
+        return TableInfo(
+            name=self.name,
+            table_id=self.schema.table_id,
+            rows=stats[0]["entries"],
+            record_bytes=self.schema.record_size,
+            lmdb_bytes=nbytes,
+            features=feats,
+            bloom=BloomInfo(
+                configured_fpr=self.schema.bloom_fpr,
+                estimated_fpr=bloom.estimated_fpr(),
+                capacity=sum(f["capacity"] for f in bloom.filters_info()),
+                count=bloom.count,
+                num_filters=bloom.num_filters,
+                bytes=bloom.nbytes,
+                seq=self._bloom_seq,
+            ),
+            log_entries=stats[4]["entries"],
+            expected_size=self.schema.expected_size,
+        )
+
+    def verify(self) -> list[str]:
+        """Check rows, IDs, ID lists and the Bloom filter agree; return the problems found (empty: healthy)."""
+        problems: list[str] = []
+        bloom = self._sync_bloom()
+        W = self.schema.record_size
+        with self._env.read() as txn:
+            self._check_valid(txn)
+            row_keys = []
+            for k, v in txn.cursor(self._db("rows")):
+                row_keys.append(k)
+                if len(v) != W:
+                    problems.append(f"{self.name}: row {k.hex()} has {len(v)} bytes, expected {W}")
+            id_keys = []
+            for k, v in txn.cursor(self._db("ids")):
+                id_keys.append(k)
+                try:
+                    decode_id(v)
+                except (InvalidIdError, UnicodeDecodeError):
+                    problems.append(f"{self.name}: stored ID of key {k.hex()} does not decode")
+            if row_keys != id_keys:
+                extra = len(set(row_keys) ^ set(id_keys))
+                problems.append(f"{self.name}: {extra} keys are in only one of the rows and ids sub-databases")
+            rowset = set(row_keys)
+            for k, _ in txn.cursor(self._db("var")):
+                if k[:8] not in rowset:
+                    problems.append(f"{self.name}: ID list entry for missing row {k[:8].hex()}")
+        if row_keys:
+            keys = np.frombuffer(b"".join(row_keys), dtype=">u8").astype(np.uint64)
+            misses = int((~bloom.may_contain(keys)).sum())
+            if misses:
+                problems.append(f"{self.name}: Bloom filter misses {misses} stored keys (false negatives)")
+        return problems
+
+    def rebuild_bloom(self) -> BloomInfo:
+        """Rebuild the Bloom filter from the rows (drops deleted IDs) and persist it."""
+        with self._bloom_lock, self._env.read() as txn:
+            self._check_valid(txn)
+            log = self._db("log")
+            self._bloom_saved_seq = -2
+            bloom_path = self._bloom_path()
+            bloom_path.unlink(missing_ok=True)
+            self._load_or_rebuild_bloom(txn, changelog.head(txn, log), changelog.first(txn, log))
+            self._bloom_txnid = -1
+        self._persist_derived(force=True)
+        return self.info().bloom
