@@ -1,0 +1,1 @@
+"""The ``vecstore`` command line, installed as ``vecstore.cli``: thin click glue over the library."""

@@ -61,7 +61,7 @@ def test_b1_cosine_is_l1_over_sqrt_d_l2(x):
 @settings(max_examples=60, deadline=None)
 @given(hnp.arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 64)),
                   elements=st.floats(-65504, 65504, allow_nan=False, width=32)))
-def test_f16_relative_error(x, tmp_path_factory):
+def test_f16_relative_error(x):
     back = x.astype(np.float16).astype(np.float32)
     assert (np.abs(back - x) <= np.abs(x) * 2**-11 + 2**-25).all()
 

@@ -32,7 +32,8 @@ def test_bloom_grows_past_expected_size_and_stays_accurate(tmp_path):
             t.put(chunk, {"x": chunk})
         assert t.may_contain(stored).all()
         info = t.info().bloom
-        assert info.num_filters > 1 and info.count == 10_000
+        # Keys that already tested positive (false positives) are not counted again.
+        assert info.num_filters > 1 and 9_800 <= info.count <= 10_000
         absent = np.arange(10_000_000, 10_200_000)
         measured = t.may_contain(absent).mean()
         assert measured <= 1.5 * 0.01
@@ -53,7 +54,7 @@ def test_bloom_snapshot_reused_and_caught_up(tmp_path):
     with vecstore.open(path) as s:
         t = s.table("t")
         assert t.may_contain(np.arange(200)).all()
-        assert t.info().bloom.count == 200
+        assert 195 <= t.info().bloom.count <= 200
 
 
 def test_damaged_bloom_file_is_rebuilt_from_rows(tmp_path):
@@ -92,9 +93,10 @@ def test_change_log_is_trimmed_once_snapshots_absorb_it(tmp_path):
 def test_rebuild_bloom_forgets_deleted_ids(tmp_path):
     with vecstore.open(tmp_path / "rb.vs") as s:
         t = s.create_table("t", {"x": vecstore.Scalar("i64")}, expected_size=1000)
+        t.may_contain([0])  # build the filter before the deletes
         t.put(np.arange(1000), {"x": np.arange(1000)})
         t.delete(np.arange(500))
-        assert t.info().bloom.count == 1000  # deletes stay in the filter until a rebuild
+        assert t.info().bloom.count >= 990  # deletes stay in the filter until a rebuild
         info = t.rebuild_bloom()
         assert info.count == 500
         assert t.may_contain(np.arange(500, 1000)).all()

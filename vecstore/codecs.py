@@ -79,6 +79,11 @@ def dequantize_b1(bits: np.ndarray, dim: int) -> np.ndarray:
 
 def encode_scalar(spec: Scalar, name: str, values: Any, n: int) -> np.ndarray:
     """Validate a column of ``n`` scalar values and cast it to the storage dtype."""
+    target = spec.storage_dtype
+    if target.kind in "iu" and isinstance(values, (list, tuple)):
+        # np.asarray turns a list holding a big int into float64, losing precision
+        # and hiding overflow: check Python lists exactly, element by element.
+        values = _exact_ints(spec, name, values)
     arr = np.asarray(values)
     if arr.ndim == 0:
         arr = arr.reshape(1)
@@ -86,7 +91,6 @@ def encode_scalar(spec: Scalar, name: str, values: Any, n: int) -> np.ndarray:
         raise InvalidValueError(
             f"feature {name!r}: expected {n} values (one per ID), got shape {arr.shape}"
         )
-    target = spec.storage_dtype
     if arr.dtype.kind == "O":
         try:
             arr = arr.astype(np.float64 if target.kind == "f" else np.int64 if target.kind in "iu" else bool)
@@ -123,13 +127,34 @@ def encode_scalar(spec: Scalar, name: str, values: Any, n: int) -> np.ndarray:
         wide = arr.astype(object)  # i64 <-> u64 comparisons are lossy in numpy
     else:
         wide = arr.astype(np.float64) if arr.dtype.kind == "f" else arr
-    bad = np.asarray((wide < info.min) | (wide > info.max), dtype=bool)
+    if wide.dtype == object:
+        bad = np.asarray((wide < int(info.min)) | (wide > int(info.max)), dtype=bool)
+    elif wide.dtype.kind == "f":
+        # float(2**63 - 1) rounds up to 2**63, so compare against exact powers of two.
+        bad = (wide < float(info.min)) | (wide >= float(info.max) + 1.0)
+    else:
+        bad = (wide < info.min) | (wide > info.max)
     if bad.any():
         i = _first_bad(bad)
         raise InvalidValueError(
             f"feature {name!r} ({spec.dtype}) cannot hold {arr[i]!r} at row {i}: range is [{info.min}, {info.max}]"
         )
     return arr.astype(target)
+
+
+def _exact_ints(spec: Scalar, name: str, values: list[Any] | tuple[Any, ...]) -> np.ndarray:
+    info = np.iinfo(spec.storage_dtype)
+    lo, hi = int(info.min), int(info.max)
+    for i, v in enumerate(values):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer, float, np.floating)):
+            raise InvalidValueError(f"feature {name!r} ({spec.dtype}) needs whole numbers, row {i} holds {v!r}")
+        if isinstance(v, (float, np.floating)) and not float(v).is_integer():
+            raise InvalidValueError(f"feature {name!r} ({spec.dtype}) needs whole numbers, row {i} holds {v!r}")
+        if not lo <= int(v) <= hi:
+            raise InvalidValueError(
+                f"feature {name!r} ({spec.dtype}) cannot hold {v!r} at row {i}: range is [{lo}, {hi}]"
+            )
+    return np.array([int(v) for v in values], dtype=spec.storage_dtype)
 
 
 def encode_vectors(spec: Vector, name: str, values: Any, n: int) -> dict[str, np.ndarray]:

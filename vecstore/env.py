@@ -10,9 +10,10 @@ Three LMDB facts shape this module:
   invalidates their pointers, so reads and writes pass a gate that a resize
   closes (:class:`_Gate`).  Another process's resize shows up as
   ``MDB_MAP_RESIZED`` when a transaction begins, and is adopted the same way.
-* An LMDB environment must not be used across ``fork()``.  A child process
-  reopens the environment on first use and never closes the parent's handle
-  (closing it would release the parent's reader slots).
+* An LMDB environment must not be used across ``fork()``, and closing an
+  inherited one in the child frees the parent's reader slots.  So the
+  environment is closed just before a fork (once this process's transactions
+  are done) and reopened on first use, in the parent and in the child alike.
 """
 
 from __future__ import annotations
@@ -34,16 +35,24 @@ T = TypeVar("T")
 
 DEFAULT_MAP_SIZE = 256 << 20
 _live_envs: weakref.WeakSet[Env] = weakref.WeakSet()
-# Parent handles a forked child must never close; see the module docstring.
-_inherited_handles: list[Any] = []
+
+
+def _before_fork() -> None:
+    for env in list(_live_envs):
+        env._suspend_for_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for env in list(_live_envs):
+        env._after_fork(child=False)
 
 
 def _after_fork_in_child() -> None:
     for env in list(_live_envs):
-        env._forked = True
+        env._after_fork(child=True)
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 
 
 class _Gate:
@@ -65,6 +74,20 @@ class _Gate:
             self._active -= 1
             if self._active == 0:
                 self._cond.notify_all()
+
+    def block(self) -> None:
+        """Wait for every transaction to finish and admit no new one until unblock()."""
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._resizing = True
+            while self._active > 0:
+                self._cond.wait()
+
+    def unblock(self) -> None:
+        with self._cond:
+            self._resizing = False
+            self._cond.notify_all()
 
     @contextmanager
     def exclusive(self, held: int = 0) -> Iterator[None]:
@@ -103,10 +126,12 @@ class Env:
         self._initial_map_size = map_size or DEFAULT_MAP_SIZE
         self._dbs: dict[bytes, Any] = {}
         self._db_lock = threading.Lock()
+        self._reopen_lock = threading.Lock()
         self._write_lock = threading.RLock()
         self._gate = _Gate()
-        self._forked = False
+        self._forked = False  # True: the LMDB environment was closed for a fork; reopen on use
         self._closed = False
+        self.generation = 0  # bumped when a forked child reopens: cached handles are stale
         self._env = self._open()
         _live_envs.add(self)
 
@@ -132,14 +157,44 @@ class Env:
             env.set_mapsize(self._initial_map_size)
         return env
 
-    def _reopen_after_fork(self) -> None:
-        _inherited_handles.append(self._env)
+    def _suspend_for_fork(self) -> None:
+        # An LMDB environment must not cross fork(): closing it in the child
+        # would free the parent's reader slots (py-lmdb issue #346).  So close
+        # it here, once this process's transactions are done, and hold the
+        # locks across the fork so no thread opens a transaction meanwhile.
+        if self._closed:
+            return
+        self._write_lock.acquire()
+        self._gate.block()
+        if not self._forked:
+            self._env.close()
+            self._forked = True
+
+    def _after_fork(self, *, child: bool) -> None:
+        if self._closed:
+            return
+        if child:
+            # Locks held by the forking thread, or by threads that do not exist here.
+            self._db_lock = threading.Lock()
+            self._reopen_lock = threading.Lock()
+            self._write_lock = threading.RLock()
+            self._gate = _Gate()
+        else:
+            self._gate.unblock()
+            self._write_lock.release()
+
+    def _reopen(self) -> None:
+        names = list(self._dbs)
         self._dbs = {}
-        self._db_lock = threading.Lock()
-        self._write_lock = threading.RLock()
-        self._gate = _Gate()
-        self._forked = False
         self._env = self._open()
+        # Re-open every handle now, before any transaction begins (see db()).
+        for name in names:
+            try:
+                self._dbs[name] = self._env.open_db(name, create=False)
+            except lmdb.NotFoundError:
+                pass
+        self.generation += 1
+        self._forked = False
 
     @property
     def raw(self) -> lmdb.Environment:
@@ -147,13 +202,22 @@ class Env:
         if self._closed:
             raise StoreClosedError(f"store at {self.path} is closed", hint="open it again with vecstore.open()")
         if self._forked:
-            self._reopen_after_fork()
+            with self._reopen_lock:
+                if self._forked:
+                    self._reopen()
         return self._env
 
     # -- sub-databases -------------------------------------------------------
 
-    def db(self, name: bytes, txn: lmdb.Transaction | None = None, *, create: bool = False) -> Any:
-        """A named sub-database handle (cached).  ``None`` if it does not exist and create is False."""
+    def db(self, name: bytes, *, create: bool = False) -> Any:
+        """A named sub-database handle (cached); ``None`` if it does not exist and create is False.
+
+        LMDB lets a transaction use only handles opened before it began, and
+        closes a handle opened in a transaction that aborts.  So handles are
+        opened here, in a short transaction of their own that commits, and
+        callers fetch every handle they need *before* beginning the transaction
+        that uses it (never while this thread holds a write transaction).
+        """
         h = self._dbs.get(name)
         if h is not None:
             return h
@@ -162,13 +226,14 @@ class Env:
             if h is not None:
                 return h
             try:
-                h = self.raw.open_db(name, txn=txn, create=create)
+                # txn=None: py-lmdb opens the handle in its own transaction and
+                # commits it (a write transaction unless the store is read-only).
+                h = self.raw.open_db(name, create=create)
             except lmdb.NotFoundError:
                 return None
             except lmdb.Error as e:
                 raise wrap_lmdb_error(e, f"opening sub-database {name.decode()}") from e
-            if txn is None or not create:
-                self._dbs[name] = h
+            self._dbs[name] = h
             return h
 
     def remember_db(self, name: bytes, handle: Any) -> None:
@@ -285,7 +350,6 @@ class Env:
             return
         self._closed = True
         if self._forked:
-            _inherited_handles.append(self._env)
-            return
+            return  # already closed before the fork
         with self._write_lock, self._gate.exclusive():
             self._env.close()

@@ -24,6 +24,7 @@ import secrets
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,20 @@ _SCHEMAS = b"schemas"
 _K_STORE = b"store"
 _K_SCHEMA_GEN = b"schema_gen"
 _K_NEXT_TABLE = b"next_table_id"
+
+
+_live_stores: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+def _reset_locks_in_child() -> None:
+    # A lock held by another thread at fork time stays held forever in the child.
+    for store in list(_live_stores):
+        store._lock = threading.RLock()
+        for t in store._tables.values():
+            t._reset_locks()
+
+
+os.register_at_fork(after_in_child=_reset_locks_in_child)
 
 
 def _u64(b: bytes | None) -> int:
@@ -112,6 +127,7 @@ class Store:
         except BaseException:
             self._env.close()
             raise
+        _live_stores.add(self)
 
     # -- metadata ------------------------------------------------------------
 
@@ -145,8 +161,10 @@ class Store:
 
             self._env.write(init, action="creating the store")
             self._env.forget_dbs([_META, _SCHEMAS])
+            meta_db = self._env.db(_META)
             with self._env.read() as txn:
-                meta = msgpack.unpackb(txn.get(_K_STORE, db=self._env.db(_META)))
+                meta = msgpack.unpackb(txn.get(_K_STORE, db=meta_db))
+        self._env.db(_SCHEMAS)  # open before any transaction needs it (see Env.db)
         version = meta.get("format_version", 0)
         if version > FORMAT_VERSION:
             raise FormatVersionError(
@@ -274,14 +292,15 @@ class Store:
         """Delete a table, its rows and its derived files.  Irreversible."""
         t = self.table(name)
         table_id = t.schema.table_id
+        t._open()
 
         def drop(txn: Any) -> None:
             schemas_db, meta_db = self._env.db(_SCHEMAS), self._env.db(_META)
             raw = txn.get(name.encode(), db=schemas_db)
             if raw is None or msgpack.unpackb(raw)["table_id"] != table_id:
                 raise TableNotFoundError(f"no table {name!r} in store {self.path}")
-            for dbname in table_db_names(table_id):
-                txn.drop(self._env.db(dbname), delete=True)
+            for which in ("rows", "ids", "var", "dict", "log"):
+                txn.drop(t._db(which), delete=True)
             txn.delete(name.encode(), db=schemas_db)
             for k in t._consumer_keys():
                 txn.delete(k, db=meta_db)
@@ -319,6 +338,16 @@ class Store:
             tables=[self._tables[n].info() for n in sorted(self._tables)],
         )
 
+    def verify(self) -> list[str]:
+        """Check every table: rows decode, IDs and rows agree, no Bloom false negatives.
+
+        Returns one line per problem found; an empty list means healthy.
+        """
+        problems: list[str] = []
+        for name in self.tables():
+            problems.extend(self._tables[name].verify())
+        return problems
+
     def flush(self) -> None:
         """Persist derived files (Bloom snapshots) and fsync LMDB.
 
@@ -333,7 +362,7 @@ class Store:
         """Persist derived files and close.  Further use raises StoreClosedError."""
         if self._env._closed:
             return
-        if not self.readonly and not self._env._forked:
+        if not self.readonly:
             try:
                 for t in list(self._tables.values()):
                     t._persist_derived(force=False)

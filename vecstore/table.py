@@ -26,7 +26,7 @@ import msgpack
 import numpy as np
 
 from . import changelog
-from .bloom import BloomFilter
+from .bloomfilter import BloomFilter
 from .codecs import encode_scalar, encode_vectors
 from .errors import (
     CorruptionError,
@@ -63,6 +63,19 @@ def _key_bytes(keys: np.ndarray) -> list[bytes]:
     return keys.astype(">u8").view("V8").tolist()
 
 
+def _sort_keep_last(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the last occurrence of each distinct key, in ascending key order, and those keys.
+
+    (A stable argsort keeps equal keys in input order; np.unique is several
+    times slower on large u64 arrays.)
+    """
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    last = np.ones(len(sk), dtype=bool)
+    last[:-1] = sk[1:] != sk[:-1]
+    return order[last], sk[last]
+
+
 def _check_idlist(name: str, spec: IdList, value: Any, row: int) -> list[Any] | None:
     if value is None:
         return None
@@ -94,6 +107,8 @@ class Table:
         self._valid = True
         names = table_db_names(schema.table_id)
         self._dbn = dict(zip(("rows", "ids", "var", "dict", "log"), names))
+        self._h: dict[str, Any] = {}
+        self._hgen = -1
         self._cat_lock = threading.Lock()
         self._cat_codes: dict[str, dict[str, int]] = {n: {} for n, s in schema.features.items() if isinstance(s, Category)}
         self._cat_values: dict[str, np.ndarray] = {n: np.array([None], dtype=object) for n in self._cat_codes}
@@ -106,14 +121,33 @@ class Table:
 
     # -- plumbing ------------------------------------------------------------
 
+    def _open(self) -> None:
+        """Fetch this table's sub-database handles; call before beginning a transaction (see Env.db)."""
+        self._env.raw  # noqa: B018 - a forked child reopens LMDB here, bumping the generation
+        gen = self._env.generation
+        if self._h and self._hgen == gen:
+            return
+        handles = {}
+        for which, name in self._dbn.items():
+            h = self._env.db(name)
+            if h is None:
+                raise TableNotFoundError(f"table {self.name!r} was dropped", hint="reopen it with store.table(name)")
+            handles[which] = h
+        self._h, self._hgen = handles, gen
+
     def _db(self, which: str) -> Any:
-        h = self._env.db(self._dbn[which])
-        if h is None:
-            raise TableNotFoundError(f"table {self.name!r} was dropped", hint="reopen it with store.table(name)")
-        return h
+        try:
+            return self._h[which]
+        except KeyError:
+            raise TableNotFoundError(f"table {self.name!r} was dropped", hint="reopen it with store.table(name)") from None
+
+    def _reset_locks(self) -> None:
+        self._cat_lock = threading.Lock()
+        self._bloom_lock = threading.RLock()
 
     def _invalidate(self) -> None:
         self._valid = False
+        self._h = {}
 
     def _check_valid(self, txn: Any) -> None:
         if self._env._closed:
@@ -129,6 +163,7 @@ class Table:
         return [b"consumer:%d:bloom" % self.schema.table_id]
 
     def __len__(self) -> int:
+        self._open()
         with self._env.read() as txn:
             self._check_valid(txn)
             return txn.stat(self._db("rows"))["entries"]
@@ -202,15 +237,13 @@ class Table:
         encoded_ids = batch.encoded()
         # Sort by key (LMDB inserts in key order touch far fewer pages) and keep
         # the last occurrence of a repeated key, like a dict update.
-        rev_unique, rev_idx = np.unique(keys[::-1], return_index=True)
-        sel = (n - 1) - rev_idx
+        sel, skeys = _sort_keep_last(keys)
         if len(sel) < n:
             self._check_batch_collisions(keys, encoded_ids)
         m = len(sel)
-        skeys = rev_unique
         kb = _key_bytes(skeys)
         idb = [encoded_ids[i] for i in sel.tolist()]
-        fields = {f: (a[sel] if m < n or not np.all(sel[:-1] < sel[1:]) else a) for f, a in fixed.items()}
+        fields = {f: a[sel] for f, a in fixed.items()}
         selected = sel.tolist()
         others = {f: [v[i] for i in selected] for f, v in other.items()}
         provided = set(columns)
@@ -263,6 +296,7 @@ class Table:
             changelog.append(txn, self._db("log"), changelog.OP_PUT, skeys, bytes(mask))
             return m
 
+        self._open()
         written = self._env.write(write, action=f"writing {m} rows to table {self.name!r}")
         self._merge_new_codes(new_codes)
         self._after_write(m)
@@ -326,6 +360,7 @@ class Table:
         slot = self.schema.feature_index[name].to_bytes(2, "big")
         prefix = slot + b"c"
         out: list[str | None] = [None]
+        self._open()
         with self._env.read() as txn:
             cur = txn.cursor(self._db("dict"))
             if cur.set_range(prefix):
@@ -351,7 +386,7 @@ class Table:
         batch = self._ids(ids)
         if len(batch) == 0:
             return 0
-        skeys, first = np.unique(batch.keys, return_index=True)
+        first, skeys = _sort_keep_last(batch.keys)
         kb = _key_bytes(skeys)
         enc = batch.encoded()
         want = [enc[i] for i in first.tolist()]
@@ -374,6 +409,7 @@ class Table:
                 changelog.append(txn, self._db("log"), changelog.OP_DELETE, skeys[gone])
             return len(gone)
 
+        self._open()
         count = self._env.write(write, action=f"deleting from table {self.name!r}")
         self._after_write(0)
         return count
@@ -410,6 +446,7 @@ class Table:
         n = len(batch)
         kb = _key_bytes(batch.keys)
         var: dict[str, list[Any]] = {}
+        self._open()
         with self._env.read() as txn:
             self._check_valid(txn)
             vals = list(map(txn.cursor(self._db("rows")).get, kb))
@@ -441,6 +478,7 @@ class Table:
         batch = self._ids(ids)
         kb = _key_bytes(batch.keys)
         enc = batch.encoded()
+        self._open()
         with self._env.read() as txn:
             self._check_valid(txn)
             stored = list(map(txn.cursor(self._db("ids")).get, kb))
@@ -472,6 +510,7 @@ class Table:
         feats = self._resolve_features(features)
         start: bytes | None = None
         while True:
+            self._open()
             with self._env.read() as txn:
                 self._check_valid(txn)
                 cur = txn.cursor(self._db("rows"))
@@ -520,6 +559,7 @@ class Table:
         bloom = self._bloom
         if bloom is not None and txnid == self._bloom_txnid:
             return bloom
+        self._open()
         with self._bloom_lock, self._env.read() as txn:
             self._check_valid(txn)
             log = self._db("log")
@@ -594,6 +634,7 @@ class Table:
             upto = min(int.from_bytes(txn.get(k, db=meta) or b"\0" * 8, "little") for k in self._consumer_keys())
             changelog.truncate(txn, self._db("log"), upto)
 
+        self._open()
         self._env.write(record, action=f"recording the Bloom snapshot of table {self.name!r}")
 
     def _remove_derived_files(self) -> None:
@@ -604,6 +645,7 @@ class Table:
     def info(self) -> TableInfo:
         """Row count, bytes, per-feature layout and the Bloom filter's state."""
         bloom = self._sync_bloom()
+        self._open()
         with self._env.read() as txn:
             self._check_valid(txn)
             stats = [txn.stat(self._db(w)) for w in ("rows", "ids", "var", "dict", "log")]
@@ -643,6 +685,7 @@ class Table:
         problems: list[str] = []
         bloom = self._sync_bloom()
         W = self.schema.record_size
+        self._open()
         with self._env.read() as txn:
             self._check_valid(txn)
             row_keys = []
@@ -673,6 +716,7 @@ class Table:
 
     def rebuild_bloom(self) -> BloomInfo:
         """Rebuild the Bloom filter from the rows (drops deleted IDs) and persist it."""
+        self._open()
         with self._bloom_lock, self._env.read() as txn:
             self._check_valid(txn)
             log = self._db("log")

@@ -1,0 +1,208 @@
+"""Storage-engine benchmark: vecstore against raw py-lmdb, measured in one run.
+
+Prints, as ratios against the raw baseline measured in the same process:
+
+1. ``get`` of 5,000 random existing IDs (10 scalar features + a 64-d f16
+   vector) into columnar numpy, against a plain loop of ``txn.get`` over the
+   same keys in raw py-lmdb (no decoding).  Target: <= 1.5x.
+2. ``put`` of 100,000 such rows, against raw ``putmulti`` of the same encoded
+   bytes into a fresh LMDB environment.  Target: >= 0.5x the raw rate.
+3. ``may_contain`` over 1,000,000 IDs (int array and str list): IDs/s, target
+   >= 5M/s, and the false-positive rate measured at full capacity beside the
+   configured one.
+4. Bytes per row on disk for f32 / f16 / i8 / b1 vectors, on the real 384-d
+   sentence embeddings in ../shared/data when present (and their cosine to
+   the original after the round trip).
+
+Usage::
+
+    python benchmarks/bench_kv.py            # full run (~1 min)
+    python benchmarks/bench_kv.py --quick    # smaller sizes, for a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lmdb
+import numpy as np
+
+import vecstore
+
+ROOT = Path(__file__).resolve().parents[1]
+EMBEDDINGS = ROOT.parent / "shared" / "data" / "pydocs_minilm_f16.npy"
+
+
+def schema() -> dict:
+    s = {f"s{i}": vecstore.Scalar("f32") for i in range(10)}
+    s["emb"] = vecstore.Vector(64, dtype="f16", metric="cos")
+    return s
+
+
+def columns(rng: np.random.Generator, n: int) -> dict:
+    cols = {f"s{i}": rng.random(n, dtype=np.float32) for i in range(10)}
+    cols["emb"] = rng.normal(size=(n, 64)).astype(np.float32)
+    return cols
+
+
+def timed(fn, repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def bench_get(tmp: Path, rng: np.random.Generator, n_rows: int, repeat: int) -> None:
+    print(f"\n[get] {n_rows:,} rows of 10 f32 scalars + 64-d f16 vector; 5,000 random existing IDs per call")
+    store = vecstore.open(tmp / "get.vs", sync=False)
+    t = store.create_table("items", schema(), expected_size=n_rows)
+    ids = [f"item-{i}" for i in range(n_rows)]
+    for lo in range(0, n_rows, 100_000):
+        t.put(ids[lo : lo + 100_000], {k: v for k, v in columns(rng, min(100_000, n_rows - lo)).items()})
+    env = store._env.raw
+    rows_db = store._env.db(b"t1.rows")
+    query_sets = [[ids[i] for i in rng.integers(0, n_rows, 5000)] for _ in range(repeat)]
+
+    def ours(q):
+        rows = t.get(q)
+        cols = rows.to_dict()  # decode every feature to numpy
+        assert rows.found.all() and cols["emb"].shape == (5000, 64)
+
+    key_sets = [store.hash_ids(q).astype(">u8").view("V8").tolist() for q in query_sets]
+
+    def raw(keys):
+        with env.begin(buffers=False) as txn:
+            for k in keys:
+                txn.get(k, db=rows_db)
+
+    for q, k in zip(query_sets[:3], key_sets[:3]):  # warm the page cache for both
+        ours(q)
+        raw(k)
+    ours_t, raw_t = [], []
+    for q, k in zip(query_sets, key_sets):  # interleaved so drift hits both alike
+        ours_t += timed(lambda: ours(q), 1)
+        raw_t += timed(lambda: raw(k), 1)
+    o, r = statistics.median(ours_t), statistics.median(raw_t)
+    print(f"  vecstore get + decode : median {o * 1e3:7.3f} ms  (p90 {np.percentile(ours_t, 90) * 1e3:.3f} ms)")
+    print(f"  raw txn.get loop      : median {r * 1e3:7.3f} ms  (p90 {np.percentile(raw_t, 90) * 1e3:.3f} ms)")
+    print(f"  ratio vecstore / raw  : {o / r:.2f}x   (target <= 1.5x)")
+    qi = [np.array([int(s[5:]) for s in q]) for q in query_sets[:5]]
+    tables_int = store.create_table("items_int", schema(), expected_size=n_rows)
+    for lo in range(0, n_rows, 100_000):
+        hi = min(n_rows, lo + 100_000)
+        tables_int.put(np.arange(lo, hi), columns(rng, hi - lo))
+    int_t = [min(timed(lambda: tables_int.get(q).to_dict(), 3)) for q in qi]
+    print(f"  (int64 numpy IDs, vectorized hashing: median {statistics.median(int_t) * 1e3:.3f} ms)")
+    store.close()
+
+
+def bench_put(tmp: Path, rng: np.random.Generator, n: int, repeat: int) -> None:
+    print(f"\n[put] {n:,} new rows of 10 f32 scalars + 64-d f16 vector, one call")
+    ours_t, raw_t = [], []
+    for r in range(repeat):
+        ids = [f"item-{r}-{i}" for i in range(n)]
+        cols = columns(rng, n)
+        store = vecstore.open(tmp / f"put{r}.vs", sync=False)
+        t = store.create_table("items", schema(), expected_size=n)
+        t0 = time.perf_counter()
+        t.put(ids, cols)
+        ours_t.append(time.perf_counter() - t0)
+        # The same encoded bytes, in the order vecstore wrote them, put raw.
+        with store._env.read() as txn:
+            pairs = list(txn.cursor(store._env.db(b"t1.rows")))
+        store.close()
+        env = lmdb.open(str(tmp / f"raw{r}"), map_size=1 << 30, sync=False, metasync=False, max_dbs=2)
+        db = env.open_db(b"rows")
+        t0 = time.perf_counter()
+        with env.begin(write=True) as txn:
+            txn.cursor(db).putmulti(pairs)
+        raw_t.append(time.perf_counter() - t0)
+        env.close()
+    o, r_ = statistics.median(ours_t), statistics.median(raw_t)
+    print(f"  vecstore put          : median {o * 1e3:7.1f} ms  = {n / o:12,.0f} rows/s")
+    print(f"  raw putmulti          : median {r_ * 1e3:7.1f} ms  = {n / r_:12,.0f} rows/s")
+    print(f"  rate vecstore / raw   : {r_ / o:.2f}x   (target >= 0.5x)")
+    print("  (vecstore also writes each row's original ID, hashes the IDs, checks for collisions and logs the keys)")
+
+
+def bench_bloom(tmp: Path, rng: np.random.Generator, n: int, repeat: int) -> None:
+    print(f"\n[may_contain] table filled to its expected_size of {n:,} IDs, bloom_fpr 0.01")
+    store = vecstore.open(tmp / "bloom.vs", sync=False)
+    t = store.create_table("t", {"x": vecstore.Scalar("u8")}, expected_size=n, bloom_fpr=0.01)
+    ids = np.arange(n, dtype=np.int64)
+    for lo in range(0, n, 250_000):
+        t.put(ids[lo : lo + 250_000], {"x": np.zeros(min(250_000, n - lo), np.uint8)})
+    absent = np.arange(n, 2 * n, dtype=np.int64) * 7 + 10**12
+    t.may_contain(absent[:10])
+    best = min(timed(lambda: t.may_contain(absent), repeat))
+    print(f"  {n:,} int64 IDs (numpy)  : {best * 1e3:7.1f} ms = {n / best / 1e6:6.2f} M IDs/s  (target >= 5M/s)")
+    str_ids = [f"user-{i}" for i in range(n, 2 * n)]
+    best_s = min(timed(lambda: t.may_contain(str_ids), max(1, repeat // 2)))
+    print(f"  {n:,} str IDs (list)     : {best_s * 1e3:7.1f} ms = {n / best_s / 1e6:6.2f} M IDs/s")
+    keys = store.hash_ids(absent)
+    bloom = t._sync_bloom()
+    best_k = min(timed(lambda: bloom.may_contain(keys), repeat))
+    print(f"  probe only (pre-hashed)  : {best_k * 1e3:7.1f} ms = {n / best_k / 1e6:6.2f} M keys/s")
+    assert t.may_contain(ids).all()
+    fpr = t.may_contain(absent).mean()
+    info = t.info().bloom
+    print(f"  false-positive rate at full capacity: measured {fpr:.5f}, configured 0.01000, "
+          f"estimated {info.estimated_fpr:.5f}; no false negatives over {n:,} stored IDs")
+    print(f"  filter size {info.bytes / 2**20:.2f} MiB ({info.bytes * 8 / n:.2f} bits/ID), {info.num_filters} filter(s)")
+    store.close()
+
+
+def bench_bytes(tmp: Path, rng: np.random.Generator, quick: bool) -> None:
+    if EMBEDDINGS.exists():
+        vecs = np.load(EMBEDDINGS).astype(np.float32)
+        if quick:
+            vecs = vecs[:5000]
+        src = f"real all-MiniLM-L6-v2 embeddings from {EMBEDDINGS.name}"
+    else:
+        vecs = rng.normal(size=(5000 if quick else 27_000, 384)).astype(np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        src = "random unit vectors (shared data not found)"
+    n, d = vecs.shape
+    print(f"\n[bytes/row] {n:,} x {d}-d {src}; one Vector feature, int IDs")
+    print(f"  {'codec':5s} {'stored B/vec':>12s} {'LMDB B/row':>11s} {'file B/row':>11s} {'mean cos':>9s} {'min cos':>9s}")
+    for dtype in ("f32", "f16", "i8", "b1"):
+        path = tmp / f"bytes-{dtype}.vs"
+        with vecstore.open(path, sync=False) as s:
+            t = s.create_table("v", {"e": vecstore.Vector(d, dtype=dtype)}, expected_size=n)
+            t.put(np.arange(n), {"e": vecs})
+            back = t.get(np.arange(n))["e"]
+            info = t.info()
+            rows_bytes = info.lmdb_bytes
+        cos = (back * vecs).sum(1) / (np.linalg.norm(back, axis=1) * np.linalg.norm(vecs, axis=1))
+        file_bytes = os.path.getsize(path / "data.mdb")
+        print(f"  {dtype:5s} {info.features[0].bytes_per_row:12d} {rows_bytes / n:11.1f} {file_bytes / n:11.1f} "
+              f"{cos.mean():9.5f} {cos.min():9.5f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller sizes (smoke test)")
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    print(f"vecstore {vecstore.__version__}, lmdb {lmdb.__version__} (LMDB {'.'.join(map(str, lmdb.version()))}), "
+          f"numpy {np.__version__}, Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory(prefix="vecstore-bench-") as d:
+        tmp = Path(d)
+        bench_get(tmp, rng, 20_000 if args.quick else 200_000, 10 if args.quick else 40)
+        bench_put(tmp, rng, 20_000 if args.quick else 100_000, 1 if args.quick else 5)
+        bench_bloom(tmp, rng, 100_000 if args.quick else 1_000_000, 3 if args.quick else 7)
+        bench_bytes(tmp, rng, args.quick)
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+from vecstore.cli.main import main
+
+main()
