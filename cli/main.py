@@ -86,7 +86,8 @@ def info(path: str, table: str | None, as_json: bool) -> None:
     for t in tables:
         click.echo(f"\ntable   {t.name}  {t.rows:,} rows, {t.lmdb_bytes / 2**20:.1f} MiB, record {t.record_bytes} B")
         for f in t.features:
-            click.echo(f"  {f.name:20s} {f.kind:9s} {f.dtype:6s} {f.bytes_per_row:6d} B/row")
+            size = f"{f.bytes_per_row:6d} B/row" if f.kind != "idlist" else "  variable"
+            click.echo(f"  {f.name:20s} {f.kind:9s} {f.dtype:6s} {size}")
         b = t.bloom
         click.echo(f"  bloom: {b.bytes / 1024:.0f} KiB in {b.num_filters} filter(s), {b.count:,} keys, "
                    f"configured fpr {b.configured_fpr}, estimated {b.estimated_fpr:.5f}")

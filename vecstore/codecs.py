@@ -106,6 +106,8 @@ def encode_scalar(spec: Scalar, name: str, values: Any, n: int) -> np.ndarray:
                     f"feature {name!r} is bool but row {_first_bad(bad)} holds {arr[_first_bad(bad)]!r}"
                 )
         return arr.astype(bool)
+    if arr.dtype == target or np.can_cast(arr.dtype, target, "safe"):
+        return arr.astype(target, copy=False)  # every value fits: nothing to check
     if target.kind == "f":
         with np.errstate(over="ignore", invalid="ignore"):
             out = arr.astype(target)
@@ -178,8 +180,10 @@ def encode_vectors(spec: Vector, name: str, values: Any, n: int) -> dict[str, np
         raise InvalidValueError(f"feature {name!r}: vectors must be numeric, got dtype {arr.dtype}")
     with np.errstate(over="ignore", invalid="ignore"):
         f32 = arr.astype(np.float32, copy=False)
-    bad = ~np.isfinite(f32)
-    if bad.any():
+    # One reduction answers "all finite?" (NaN or inf poisons the sum); the
+    # element-wise search for the culprit runs only on failure.
+    if not np.isfinite(np.add.reduce(f32, axis=None, dtype=np.float64) * 0.0):
+        bad = ~np.isfinite(f32)
         i = _first_bad(bad)
         raise InvalidValueError(
             f"feature {name!r}: vector at row {i} contains NaN or infinity (or overflows float32)",
@@ -188,8 +192,8 @@ def encode_vectors(spec: Vector, name: str, values: Any, n: int) -> dict[str, np
     if spec.dtype == "f32":
         return {name: f32}
     if spec.dtype == "f16":
-        big = np.abs(f32) > F16_MAX
-        if big.any():
+        if max(float(f32.max(initial=0.0)), -float(f32.min(initial=0.0))) > F16_MAX:
+            big = np.abs(f32) > F16_MAX
             i = _first_bad(big)
             raise InvalidValueError(
                 f"feature {name!r} (f16) cannot hold vector at row {i}: a component exceeds {F16_MAX:g}",
@@ -202,12 +206,22 @@ def encode_vectors(spec: Vector, name: str, values: Any, n: int) -> dict[str, np
     return {name: quantize_b1(f32)}
 
 
+# Every float16 bit pattern's float32 value: a table lookup widens half floats
+# about twice as fast as numpy's astype, with bit-identical results.
+_F16_TO_F32 = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+
+
+def f16_to_f32(codes: np.ndarray) -> np.ndarray:
+    """float32 copy of a float16 array (any shape, strided or not)."""
+    return np.take(_F16_TO_F32, np.ascontiguousarray(codes).view(np.uint16))
+
+
 def decode_vectors(spec: Vector, codes: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
     """float32 vectors from stored codes (the inverse of :func:`encode_vectors`)."""
     if spec.dtype == "f32":
         return np.array(codes, dtype=np.float32)
     if spec.dtype == "f16":
-        return codes.astype(np.float32)
+        return f16_to_f32(codes)
     if spec.dtype == "i8":
         assert scale is not None
         return dequantize_i8(codes, scale)

@@ -31,6 +31,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -53,6 +54,7 @@ TAG_BYTES = 0x02
 TAG_INT = 0x03
 
 _h = xxhash.xxh3_64_intdigest
+_STR_TAG = bytes((TAG_STR,))
 
 # XXH3's default secret, bytes 8..23, and the constants of its 4..8 byte path.
 _SECRET_8 = 0x1CAD21F72C81017C
@@ -101,9 +103,31 @@ class IdBatch:
     ids: Sequence[Any]
     scalar: bool
     _int_array: np.ndarray | None = None
+    _utf8: list[bytes] | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    def packed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Stored forms as arrays: (tag per ID, all payloads concatenated as uint8, start, length).
+
+        Lets a writer assemble ``record + tag + payload`` values for a whole batch
+        with numpy instead of one Python concatenation per row.
+        """
+        n = len(self.keys)
+        if self._int_array is not None:
+            payload = self._int_array.astype("<i8").view(np.uint8)
+            return np.full(n, TAG_INT, np.uint8), payload, np.arange(n, dtype=np.int64) * 8, np.full(n, 8, np.int64)
+        if self._utf8 is not None:
+            parts, tags = self._utf8, np.full(n, TAG_STR, np.uint8)
+        else:
+            enc = self.encoded()
+            tags = np.fromiter((e[0] for e in enc), dtype=np.uint8, count=n)
+            parts = [e[1:] for e in enc]
+        lengths = np.fromiter(map(len, parts), dtype=np.int64, count=n)
+        starts = np.zeros(n, dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        return tags, np.frombuffer(b"".join(parts), dtype=np.uint8), starts, lengths
 
     def encoded(self) -> list[bytes]:
         """The stored form of each ID (see docs/format.md), in input order."""
@@ -113,6 +137,8 @@ class IdBatch:
             raw[:, 1:] = self._int_array.astype("<i8").view(np.uint8).reshape(-1, 8)
             b = raw.tobytes()
             return [b[i : i + 9] for i in range(0, len(b), 9)]
+        if self._utf8 is not None:
+            return list(map(_STR_TAG.__add__, self._utf8))
         return [encode_id(x) for x in self.ids]
 
 
@@ -157,7 +183,10 @@ def _bad_id(x: Any) -> InvalidIdError:
 
 def _hash_one(x: Any, seed: int) -> int:
     if isinstance(x, str):
-        return _h(x.encode("utf-8"), seed)
+        try:
+            return _h(x.encode("utf-8"), seed)
+        except UnicodeEncodeError as e:
+            raise InvalidIdError(f"ID is not valid Unicode: {e}", hint="IDs must encode as UTF-8") from None
     if isinstance(x, bytes):
         return _h(x, seed)
     if isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)):
@@ -205,14 +234,20 @@ def normalize_ids(ids: Any, seed: int, hash_bits: int = 64) -> IdBatch:
             raise _bad_id(ids)
     seed &= _M64
     try:
-        # Fast path: every ID a str (the common case for catalog IDs).
-        hashed = [_h(x.encode("utf-8"), seed) for x in ids]
-    except (AttributeError, TypeError):
-        hashed = [_hash_one(x, seed) for x in ids]
-    keys = np.array(hashed, dtype=np.uint64)
+        # Fast path, every ID a str (the common case for catalog IDs): C-level
+        # maps, each ID encoded once and the bytes kept for the stored form.
+        utf8: list[bytes] | None = list(map(str.encode, ids))
+    except TypeError:
+        utf8 = None
+    except UnicodeEncodeError as e:
+        raise InvalidIdError(f"ID is not valid Unicode: {e}", hint="IDs must encode as UTF-8") from None
+    if utf8 is not None:
+        keys = np.fromiter(map(_h, utf8, repeat(seed)), dtype=np.uint64, count=len(utf8))
+    else:
+        keys = np.array([_hash_one(x, seed) for x in ids], dtype=np.uint64)
     if mask is not None:
         keys &= mask
-    return IdBatch(keys, ids, False)
+    return IdBatch(keys, ids, False, None, utf8)
 
 
 def hash_ids(ids: Any, *, seed: int, hash_bits: int = 64) -> np.ndarray:

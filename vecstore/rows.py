@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .codecs import decode_vectors
+from .codecs import decode_vectors, f16_to_f32
 from .errors import UnknownFeatureError
 from .features import Category, IdList, Scalar, Vector
 from .schema import PRESENT, TableSchema
@@ -92,8 +92,12 @@ class Rows:
         self._check(name)
         if name in self._var:
             return np.fromiter((v is not None for v in self._var[name]), dtype=bool, count=len(self))
-        bit = self._schema.presence_bit[name]
-        return (self._records[PRESENT][:, bit >> 3] >> (bit & 7)) & 1 == 1
+        bits = self._cache.get(PRESENT)
+        if bits is None:
+            # Unpack every presence bit once; each feature's mask is then a column view.
+            bits = np.unpackbits(self._records[PRESENT], axis=1, bitorder="little").view(bool)
+            self._cache[PRESENT] = bits
+        return bits[:, self._schema.presence_bit[name]]
 
     def __getitem__(self, name: str) -> np.ndarray:
         """One feature as a numpy array (float32 dequantized unless read with raw=True)."""
@@ -114,7 +118,7 @@ class Rows:
         present = self.present(name)
         col = self._records[name]
         if isinstance(spec, Scalar):
-            out = col.astype(spec.value_dtype)
+            out = col.astype(spec.value_dtype) if spec.dtype != "f16" else f16_to_f32(col)
             if not present.all():
                 out[~present] = spec.fill_value
             return out

@@ -299,7 +299,7 @@ class Store:
             raw = txn.get(name.encode(), db=schemas_db)
             if raw is None or msgpack.unpackb(raw)["table_id"] != table_id:
                 raise TableNotFoundError(f"no table {name!r} in store {self.path}")
-            for which in ("rows", "ids", "var", "dict", "log"):
+            for which in ("rows", "var", "dict", "log"):
                 txn.drop(t._db(which), delete=True)
             txn.delete(name.encode(), db=schemas_db)
             for k in t._consumer_keys():

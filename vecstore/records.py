@@ -1,0 +1,123 @@
+"""Row records in and out of LMDB values, for whole batches at once.
+
+A table row is stored as one LMDB value: the fixed-width record (see
+``schema.py``) followed by the row's original ID (a tag byte and the payload
+that was hashed; docs/format.md).  These helpers turn numpy record arrays and
+ID batches into such values and back without a Python operation per field,
+which is what keeps ``put`` and ``get`` close to raw LMDB speed.
+"""
+
+from __future__ import annotations
+
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidValueError
+from .features import IdList
+from .schema import TableSchema
+
+__all__ = ["assemble_values", "check_idlist", "key_bytes", "sort_keep_last", "unpack_records"]
+
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def key_bytes(keys: np.ndarray) -> list[bytes]:
+    # Big-endian so LMDB's byte order is numeric key order; a void view's
+    # tolist() yields bytes objects without numpy's trailing-NUL stripping.
+    return keys.astype(">u8").view("V8").tolist()
+
+
+def sort_keep_last(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the last occurrence of each distinct key, in ascending key order, and those keys.
+
+    (A stable argsort keeps equal keys in input order; np.unique is several
+    times slower on large u64 arrays.)
+    """
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    last = np.ones(len(sk), dtype=bool)
+    last[:-1] = sk[1:] != sk[:-1]
+    return order[last], sk[last]
+
+
+def unpack_records(vals: list[bytes | None], order: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Decode stored values (record + ID suffix, in sorted-key order) into input-order records.
+
+    The fixed-width prefixes are cut with a C-level ``map`` and joined into one
+    buffer, then scattered back to input order as a plain ``(n, W)`` byte
+    matrix (fancy assignment into a structured array is ~10x slower).
+    """
+    n = len(vals)
+    W = dtype.itemsize
+    cut = itemgetter(slice(0, W))
+    found = np.zeros(n, dtype=bool)
+    if vals.count(None):
+        hit = np.fromiter(map(bool, vals), dtype=bool, count=n)
+        rows = order[hit]
+        body = b"".join(map(cut, filter(None, vals)))
+    else:
+        rows = order
+        body = b"".join(map(cut, vals))
+    found[rows] = True
+    raw = np.zeros((n, W), dtype=np.uint8)
+    if len(rows):
+        raw[rows] = np.frombuffer(body, dtype=np.uint8).reshape(len(rows), W)
+    return found, raw.view(dtype).ravel()
+
+
+def assemble_values(
+    rec: np.ndarray, sel: np.ndarray, id_parts: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+) -> list[bytes]:
+    """LMDB values ``record + tag + ID payload`` for rows ``sel`` of a batch, in ``sel`` order.
+
+    Rows whose IDs have the same length form one byte matrix, turned into
+    bytes objects by a single ``tolist()``: no per-row concatenation.
+    """
+    tags, payload, starts, lengths = id_parts
+    m, W = rec.shape
+    lens, st, tg = lengths[sel], starts[sel], tags[sel]
+    groups: list[tuple[np.ndarray, list[bytes]]] = []
+    distinct = np.unique(lens).tolist()
+    for length in distinct:
+        rows = np.flatnonzero(lens == length) if len(distinct) > 1 else np.arange(m)
+        mat = np.empty((len(rows), W + 1 + length), dtype=np.uint8)
+        mat[:, :W] = rec[rows]
+        mat[:, W] = tg[rows]
+        if length:
+            mat[:, W + 1 :] = payload[st[rows][:, None] + np.arange(length)]
+        groups.append((rows, mat.view(f"V{W + 1 + length}").ravel().tolist()))
+    if len(groups) == 1:
+        return groups[0][1]
+    order = np.concatenate([g[0] for g in groups])
+    flat = [v for _, vals in groups for v in vals]
+    inverse = np.empty(m, dtype=np.intp)
+    inverse[order] = np.arange(m)
+    return list(itemgetter(*inverse.tolist())(flat))
+
+
+def provided(field: str, pmask: np.ndarray, schema: TableSchema) -> bool:
+    """Whether the feature owning record field ``field`` is among the put's features (``pmask``)."""
+    bit = schema.presence_bit[field.split(".")[0]]
+    return bool(pmask[bit >> 3] >> (bit & 7) & 1)
+
+
+def check_idlist(name: str, spec: IdList, value: Any, row: int) -> list[Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise InvalidValueError(f"feature {name!r} (IdList) needs a list of IDs at row {row}, got {value!r}")
+    for x in value:
+        ok = isinstance(x, (str, bytes)) or (
+            isinstance(x, int) and not isinstance(x, bool) and _INT64_MIN <= x <= _INT64_MAX
+        )
+        if not ok:
+            raise InvalidValueError(
+                f"feature {name!r} (IdList): row {row} holds {x!r}; list items must be str, bytes or 64-bit int IDs"
+            )
+    if spec.max_len is not None and len(value) > spec.max_len:
+        raise InvalidValueError(f"feature {name!r}: row {row} has {len(value)} IDs, more than max_len={spec.max_len}")
+    return list(value)
