@@ -115,3 +115,14 @@ def test_drop_table_removes_its_files_and_sub_databases(tmp_path):
         assert not (path / "bloom" / "t1.bloom").exists()
         for name in table_db_names(1):
             assert s._env.db(name) is None
+
+
+def test_change_log_stays_short_for_a_write_only_process(tmp_path):
+    from vecstore.table import _LOG_SOFT_LIMIT
+
+    with vecstore.open(tmp_path / "wo.vs") as s:
+        t = s.create_table("t", {"x": vecstore.Scalar("i64")})
+        for i in range(3 * _LOG_SOFT_LIMIT):  # never calls may_contain
+            t.put([i], {"x": [i]})
+        assert t.info().log_entries <= _LOG_SOFT_LIMIT + 1
+        assert t.may_contain(list(range(3 * _LOG_SOFT_LIMIT))).all()

@@ -1,57 +1,54 @@
 """A scalable Bloom filter over 64-bit keys, vectorized with numpy.
 
-Why: a table answers "is this key stored?" millions of times per second for
-keys that are mostly absent; a Bloom filter in memory rejects almost all of
-them without touching LMDB, and never rejects a stored key.
+Why: a table is asked "is this key stored?" for millions of mostly absent keys;
+a Bloom filter in memory rejects almost all of them without touching LMDB and
+never rejects a stored key.
 
-Keys are already hashes (uint64), but they may be poorly mixed: a test hook
-truncates them to 8 or 16 bits and callers also use plain sequential integers.
-So every key is first re-mixed with the murmur3 64-bit finalizer, salted by the
-sub-filter index.  The two 32-bit halves ``h1``, ``h2`` of the mixed value give
-the k probe positions by double hashing, ``g_i = h1 + i * h2 (mod 2**32)``, and
-each ``g_i`` is mapped into ``[0, m)`` with a multiply-shift, ``(g_i * m) >> 32``,
-which is several times faster in numpy than a modulo.
+Keys are already hashes (uint64) but may be poorly mixed (a test hook truncates
+them to 8 or 16 bits; callers use sequential integers), so each key is re-mixed
+with the murmur3 fmix64 finalizer, salted by the sub-filter index.  The 32-bit
+halves ``h1``, ``h2`` of the result give the k probes by double hashing,
+``g_i = h1 + i * h2 (mod 2**32)``, each mapped into ``[0, m)`` by the
+multiply-shift ``(g_i * m) >> 32``, several times faster in numpy than a modulo.
 
-**Size limit.**  The multiply-shift needs ``m < 2**32`` bits per sub-filter, so
-one sub-filter holds at most about 440M keys at a 1% rate (less at tighter
-rates).  A larger ``capacity`` is not an error: the first sub-filter is capped
-at that size and the filter grows past it like any other (see below), so
-``capacity`` is then the configured value, not the first sub-filter's.
+**Size limit.**  The multiply-shift needs ``m < 2**32`` bits per sub-filter: at
+most about 440M keys at 1% (fewer at tighter rates).  A larger ``capacity`` is
+not an error: the first sub-filter is capped at that size and the filter grows
+past it as below; ``capacity`` then reports the configured value.
 
 **Growth.**  When the newest sub-filter is full, another is added with twice
-the capacity (capped as above) and a false-positive target four times tighter,
-``p_i = p / 4**i``.  A key is present if any sub-filter says so, so the
-overall rate stays below ``p * (1 + 1/4 + 1/16 + ...) ~= 1.33 p`` at any fill.
+the capacity (capped as above) and a target four times tighter,
+``p_i = p / 4**i``, so the overall rate stays below ``p * (1 + 1/4 + ...) =
+1.33 p`` at any fill.  ``add`` counts only keys not already maybe-present
+(judged against the filter as it was before the batch; duplicates count once),
+so upserts of stored keys use no capacity.
 
-**Counting.**  ``add`` counts only keys that are not already maybe-present,
-so upserts of existing keys use no capacity.  Keys are judged against the
-filter as it was before the batch; duplicates in a batch count once.
+**Speed.**  Chunks of keys are processed so that the k x chunk probe matrix
+stays in the L2 cache, in scratch buffers allocated once per call (fresh
+multi-megabyte temporaries per chunk cost more in page faults than the
+arithmetic).  ``may_contain`` tests the first three probes of every key, then
+the rest only for keys that passed: at most half the bits are set, so about
+1 in 8 absent keys goes on.
 
-**Speed.**  Work is done in chunks whose k x chunk probe matrix fits in the L2
-cache, into scratch buffers allocated once per call (fresh multi-megabyte
-temporaries for every chunk cost more in page faults than the arithmetic).
-
-Not thread-safe: callers serialize ``add`` against everything else.
-
-The bit positions are part of the file format: changing the mixing, the salts
-or the probe derivation needs a new format version.
+Concurrent ``may_contain`` calls are safe; ``add`` needs exclusive access.  The
+bit positions are part of the file format: changing the mixing, salts or probe
+derivation needs a new format version.
 
 Example::
 
     >>> bf = BloomFilter(capacity=1000, fpr=0.01)
     >>> bf.add(np.arange(10, dtype=np.uint64))
     10
-    >>> bf.may_contain(np.array([3, 3], dtype=np.uint64)).tolist()
-    [True, True]
-    >>> blob = bf.to_bytes({"seq": 7})
-    >>> BloomFilter.from_bytes(blob)[1]
+    >>> bf.may_contain(np.array([3, 3000], dtype=np.uint64)).tolist()
+    [True, False]
+    >>> BloomFilter.from_bytes(bf.to_bytes({"seq": 7}))[1]
     {'seq': 7}
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-import operator
 import os
 import struct
 import sys
@@ -86,6 +83,8 @@ _FPR_FLOOR = 1e-15
 # Probe-matrix entries per chunk: k x chunk x 8 bytes stays near the L2 size.
 _PROBES_PER_CHUNK = 1 << 17
 _MIN_CHUNK = 1024
+# Probes tested for every key before the survivors are gathered for the rest.
+_FIRST_PROBES = 3
 
 _LN2_SQ = math.log(2) ** 2
 _FMIX_C1 = np.uint64(0xFF51AFD7ED558CCD)
@@ -134,48 +133,60 @@ class _Sub:
 class _Scratch:
     """Reusable buffers for one sub-filter's probes over chunks of keys.
 
-    ``probes`` returns, for up to ``chunk`` keys, the word index and bit
-    offset of every probe as two contiguous ``(hashes, n)`` uint64 arrays.
+    ``mix`` hashes up to ``chunk`` keys into the halves ``(h1, h2)``;
+    ``positions`` turns them into the word index and bit offset of the probes
+    ``steps`` as two contiguous ``(len(steps), n)`` uint64 arrays.
     """
 
     def __init__(self, hashes: int, chunk: int) -> None:
         self.chunk = chunk
-        self.hashes = hashes
         self.steps = np.arange(hashes, dtype=np.uint32)[:, None]
-        self.mixed = np.empty(chunk, dtype=np.uint64)
-        self.tmp = np.empty(chunk, dtype=np.uint64)
-        self.h2 = np.empty(chunk, dtype=np.uint32)
-        self.g = np.empty(hashes * chunk, dtype=np.uint32)
-        self.word = np.empty(hashes * chunk, dtype=np.uint64)
-        self.bit = np.empty(hashes * chunk, dtype=np.uint64)
-        self.got = np.empty(hashes * chunk, dtype=np.uint64)
+        self.mixed, self.tmp = np.empty(chunk, np.uint64), np.empty(chunk, np.uint64)
+        self.h2, self.g = np.empty(chunk, np.uint32), np.empty(hashes * chunk, np.uint32)
+        self.word, self.bit, self.got = (np.empty(hashes * chunk, np.uint64) for _ in range(3))
 
-    def probes(self, keys: np.ndarray, salt: np.uint64, bits: np.uint64) -> tuple[np.ndarray, np.ndarray]:
-        n, shape = len(keys), (self.hashes, len(keys))
+    def mix(self, keys: np.ndarray, salt: np.uint64) -> tuple[np.ndarray, np.ndarray]:
+        n = len(keys)
         h, t = self.mixed[:n], self.tmp[:n]
         # murmur3 fmix64 of key + salt: a bijection, so distinct keys stay distinct.
         np.add(keys, salt, out=h)
-        np.right_shift(h, _U64_33, out=t)
-        np.bitwise_xor(h, t, out=h)
-        np.multiply(h, _FMIX_C1, out=h)
-        np.right_shift(h, _U64_33, out=t)
-        np.bitwise_xor(h, t, out=h)
-        np.multiply(h, _FMIX_C2, out=h)
-        np.right_shift(h, _U64_33, out=t)
-        np.bitwise_xor(h, t, out=h)
+        for mult in (_FMIX_C1, _FMIX_C2, None):
+            np.right_shift(h, _U64_33, out=t)
+            np.bitwise_xor(h, t, out=h)
+            if mult is not None:
+                np.multiply(h, mult, out=h)
         halves = h.view(np.uint32).reshape(n, 2)
         h2 = self.h2[:n]
-        np.bitwise_or(halves[:, _HI], np.uint32(1), out=h2)  # odd step: probes never coincide
-        g = self.g[: shape[0] * n].reshape(shape)
-        np.multiply(self.steps, h2, out=g)
-        np.add(g, halves[:, _LO], out=g)
-        pos = self.word[: g.size].reshape(shape)
+        np.bitwise_or(halves[:, _HI], np.uint32(1), out=h2)  # odd step: the k g_i differ mod 2**32
+        return halves[:, _LO], h2
+
+    def positions(
+        self, h1: np.ndarray, h2: np.ndarray, steps: np.ndarray, bits: np.uint64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        shape = (len(steps), len(h1))
+        size = shape[0] * shape[1]
+        g = self.g[:size].reshape(shape)
+        np.multiply(steps, h2, out=g)
+        np.add(g, h1, out=g)
+        pos = self.word[:size].reshape(shape)
+        # (g * m) >> 32 spreads g over [0, m) like g % m would, without a division.
         np.multiply(g, bits, out=pos)
         np.right_shift(pos, _U64_32, out=pos)
-        bit = self.bit[: g.size].reshape(shape)
+        bit = self.bit[:size].reshape(shape)
         np.bitwise_and(pos, _U64_63, out=bit)
         np.right_shift(pos, _U64_6, out=pos)
         return pos, bit
+
+    def test(self, words: np.ndarray, word: np.ndarray, bit: np.ndarray) -> np.ndarray:
+        """1 where every probe of a key hits a set bit, else 0 (uint64, one per key)."""
+        got = self.got[: word.size].reshape(word.shape)
+        # Indices are in range by construction; "clip" skips numpy's buffered
+        # bounds check.
+        np.take(words, word.view(np.int64), out=got, mode="clip")
+        np.right_shift(got, bit, out=got)
+        hit = np.bitwise_and.reduce(got, axis=0)
+        np.bitwise_and(hit, _U64_1, out=hit)
+        return hit
 
 
 def _salt(index: int) -> np.uint64:
@@ -184,11 +195,7 @@ def _salt(index: int) -> np.uint64:
 
 
 def _distinct(keys: np.ndarray) -> np.ndarray:
-    """Sorted distinct keys.
-
-    ``np.unique`` is avoided: in numpy 2.x it takes about 0.4 s for 1M uint64
-    keys, against about 20 ms for a sort and a neighbour comparison.
-    """
+    """Sorted distinct keys; ``np.unique`` takes ~0.4 s for 1M uint64 in numpy 2.x, this ~20 ms."""
     ordered = np.sort(keys)
     if len(ordered) < 2:
         return ordered
@@ -200,17 +207,11 @@ def _distinct(keys: np.ndarray) -> np.ndarray:
 
 def _check_keys(keys: Any) -> np.ndarray:
     """The keys as a 1-D uint64 array; int64 is reinterpreted (same bits)."""
-    if not isinstance(keys, np.ndarray):
+    if not isinstance(keys, np.ndarray) or keys.ndim != 1 or keys.dtype.kind not in "iu" or keys.dtype.itemsize != 8:
+        got = f"{keys.dtype} array of shape {keys.shape}" if isinstance(keys, np.ndarray) else type(keys).__name__
         raise InvalidValueError(
-            f"Bloom filter keys must be a numpy array, got {type(keys).__name__}",
-            hint="pass np.asarray(keys, dtype=np.uint64)",
-        )
-    if keys.ndim != 1:
-        raise InvalidValueError(f"Bloom filter keys must be a 1-D array, got shape {keys.shape}")
-    if keys.dtype.kind not in "iu" or keys.dtype.itemsize != 8:
-        raise InvalidValueError(
-            f"Bloom filter keys must be uint64 (or int64), got dtype {keys.dtype}",
-            hint="keys are 64-bit hashes; hash IDs first",
+            f"Bloom filter keys must be a 1-D uint64 (or int64) numpy array, got {got}",
+            hint="keys are 64-bit hashes: hash IDs first, then pass np.asarray(keys, dtype=np.uint64)",
         )
     if not keys.dtype.isnative:
         keys = keys.astype(keys.dtype.newbyteorder("="))
@@ -220,9 +221,8 @@ def _check_keys(keys: Any) -> np.ndarray:
 class BloomFilter:
     """A growing Bloom filter over uint64 keys; never a false negative.
 
-    ``capacity`` keys fit in the first sub-filter at about ``fpr``; beyond that
-    it grows (2x capacity, 4x tighter target per step), keeping the overall
-    rate below ~1.33 ``fpr``.
+    ``capacity`` keys fit in the first sub-filter at about ``fpr``; past that
+    it grows, keeping the overall rate below ~1.33 ``fpr``.
 
     Example::
 
@@ -234,19 +234,13 @@ class BloomFilter:
     """
 
     def __init__(self, *, capacity: int, fpr: float) -> None:
-        if isinstance(capacity, bool):
-            raise InvalidValueError(f"Bloom filter capacity must be an integer, got {capacity!r}")
-        try:
-            capacity = operator.index(capacity)
-        except TypeError:
-            raise InvalidValueError(f"Bloom filter capacity must be an integer, got {capacity!r}") from None
-        if capacity < 1:
-            raise InvalidValueError(f"Bloom filter capacity must be at least 1, got {capacity}")
+        if isinstance(capacity, bool) or not isinstance(capacity, int | np.integer) or capacity < 1:
+            raise InvalidValueError(f"Bloom filter capacity must be an integer >= 1, got {capacity!r}")
         if isinstance(fpr, bool) or not isinstance(fpr, int | float | np.floating) or not 0.0 < fpr < 1.0:
             raise InvalidValueError(f"Bloom filter fpr must be a number in (0, 1), got {fpr!r}")
-        self._capacity = capacity
+        self._capacity = int(capacity)
         self._fpr = float(fpr)
-        self._subs: list[_Sub] = [_Sub.new(min(capacity, _max_capacity(self._fpr)), self._fpr)]
+        self._subs: list[_Sub] = [_Sub.new(min(self._capacity, _max_capacity(self._fpr)), self._fpr)]
 
     # -- properties ---------------------------------------------------------
 
@@ -304,12 +298,8 @@ class BloomFilter:
     def may_contain(self, keys: np.ndarray) -> np.ndarray:
         """A bool array: False means the key was certainly never added.
 
-        Example::
-
-            >>> bf = BloomFilter(capacity=10, fpr=0.01)
-            >>> _ = bf.add(np.array([5], dtype=np.uint64))
-            >>> bf.may_contain(np.array([5], dtype=np.int64)).tolist()
-            [True]
+        Example: ``bf.may_contain(np.array([5], dtype=np.uint64))`` -> ``array([ True])``
+        once 5 was added; int64 arrays are read as the same 64 bits.
         """
         keys = _check_keys(keys)
         out = np.zeros(len(keys), dtype=bool)
@@ -323,17 +313,19 @@ class BloomFilter:
         out = np.empty(len(keys), dtype=bool)
         scratch = _Scratch(sub.hashes, self._chunk(sub, len(keys)))
         salt, bits = _salt(index), np.uint64(sub.bits)
+        # Small batches are bound by per-call overhead: one stage is cheaper there.
+        split = _FIRST_PROBES if len(keys) >= _MIN_CHUNK else sub.hashes
+        first, rest = scratch.steps[:split], scratch.steps[split:]
         for start in range(0, len(keys), scratch.chunk):
             part = keys[start : start + scratch.chunk]
-            word, bit = scratch.probes(part, salt, bits)
-            got = scratch.got[: word.size].reshape(word.shape)
-            # Indices are in range by construction; "clip" skips numpy's
-            # buffered bounds check.
-            np.take(sub.words, word.view(np.int64), out=got, mode="clip")
-            np.right_shift(got, bit, out=got)
-            # AND over the k probes leaves bit 0 set only if every probe hit.
-            hit = np.bitwise_and.reduce(got, axis=0)
-            np.bitwise_and(hit, _U64_1, out=hit)
+            h1, h2 = scratch.mix(part, salt)
+            hit = scratch.test(sub.words, *scratch.positions(h1, h2, first, bits))
+            # At most half the bits are set, so few absent keys pass the first
+            # probes: only those pay for the rest.
+            if len(rest):
+                cand = np.flatnonzero(hit)
+                if len(cand):
+                    hit[cand] = scratch.test(sub.words, *scratch.positions(h1[cand], h2[cand], rest, bits))
             out[start : start + len(part)] = hit
         return out
 
@@ -383,7 +375,8 @@ class BloomFilter:
         scratch = _Scratch(sub.hashes, self._chunk(sub, len(keys)))
         salt, bits = _salt(index), np.uint64(sub.bits)
         for start in range(0, len(keys), scratch.chunk):
-            word, bit = scratch.probes(keys[start : start + scratch.chunk], salt, bits)
+            h1, h2 = scratch.mix(keys[start : start + scratch.chunk], salt)
+            word, bit = scratch.positions(h1, h2, scratch.steps, bits)
             mask = np.left_shift(_U64_1, bit, out=bit)
             np.bitwise_or.at(sub.words, word.ravel().view(np.int64), mask.ravel())
 
@@ -419,16 +412,9 @@ class BloomFilter:
             raise InvalidValueError(f"Bloom filter meta cannot be stored: {e}") from None
         padded = packed + b"\0" * (-len(packed) % 8)
         words = [np.ascontiguousarray(s.words, dtype="<u8") for s in self._subs]
-        total = (
-            _HEADER.size
-            + _SUBFILTER.size * len(self._subs)
-            + len(padded)
-            + sum(w.nbytes for w in words)
-            + _CHECKSUM.size
-        )
-        header = _HEADER.pack(
-            _MAGIC, _VERSION, 0, len(self._subs), len(packed), 0, self._capacity, self._fpr, total
-        )
+        nsubs = len(self._subs)
+        total = _HEADER.size + _SUBFILTER.size * nsubs + len(padded) + self.nbytes + _CHECKSUM.size
+        header = _HEADER.pack(_MAGIC, _VERSION, 0, nsubs, len(packed), 0, self._capacity, self._fpr, total)
         records = b"".join(
             _SUBFILTER.pack(s.capacity, s.count, s.bits, s.hashes, 0, s.fpr) for s in self._subs
         )
@@ -437,11 +423,7 @@ class BloomFilter:
     def to_bytes(self, meta: dict[str, int | str]) -> bytes:
         """The filter and ``meta`` as one self-describing, checksummed blob.
 
-        Example::
-
-            >>> bf = BloomFilter(capacity=10, fpr=0.01)
-            >>> bf.to_bytes({"table_id": 4})[:8]
-            b'VSBLOOM1'
+        Example: ``bf.to_bytes({"table_id": 4})[:8] == b"VSBLOOM1"``.
         """
         body = b"".join(self._parts(meta))
         return body + _CHECKSUM.pack(xxhash.xxh3_64_intdigest(body))
@@ -450,11 +432,7 @@ class BloomFilter:
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> tuple[BloomFilter, dict[str, int | str]]:
         """Decode ``to_bytes`` output; raise CorruptionError if it is damaged or foreign.
 
-        Example::
-
-            >>> bf, meta = BloomFilter.from_bytes(BloomFilter(capacity=10, fpr=0.1).to_bytes({}))
-            >>> bf.capacity, meta
-            (10, {})
+        Example: ``bf, meta = BloomFilter.from_bytes(blob)``.
         """
         return cls._decode(memoryview(data).cast("B"), copy=True)
 
@@ -499,10 +477,10 @@ class BloomFilter:
             raise CorruptionError("Bloom filter data has trailing bytes")
         try:
             meta = msgpack.unpackb(view[meta_end - meta_len : meta_end], raw=False)
-        except Exception as e:  # msgpack raises several unrelated types
+        except (ValueError, TypeError, msgpack.UnpackException) as e:
             raise CorruptionError(f"Bloom filter meta cannot be decoded: {e}") from None
-        if not isinstance(meta, dict):
-            raise CorruptionError("Bloom filter meta is not a mapping")
+        if not isinstance(meta, dict) or not all(isinstance(k, str) for k in meta):
+            raise CorruptionError("Bloom filter meta is not a str-keyed mapping")
         bf = cls.__new__(cls)
         bf._capacity, bf._fpr, bf._subs = capacity, fpr, subs
         return bf, meta
@@ -510,19 +488,16 @@ class BloomFilter:
     def save(self, path: str | os.PathLike[str], meta: dict[str, int | str]) -> None:
         """Write the filter to ``path`` atomically: readers see the old file or the new one.
 
-        Writes a temporary file in the same directory, fsyncs it, renames it
-        over ``path`` and fsyncs the directory, so a crash leaves no torn file.
+        Writes a temporary file in the same directory (created if missing),
+        fsyncs it, renames it over ``path`` and fsyncs the directory, so a
+        crash leaves no torn file.
 
-        Example::
-
-            >>> import tempfile, pathlib
-            >>> p = pathlib.Path(tempfile.mkdtemp()) / "bloom.bin"
-            >>> BloomFilter(capacity=10, fpr=0.01).save(p, {"seq": 1})
-            >>> BloomFilter.load(p)[1]
-            {'seq': 1}
+        A temp file left by a crash (``.NAME.*.tmp``) is never read; removing
+        it is up to the caller.  Example: ``bf.save(dir / "bloom.bin", {"seq": 1})``.
         """
         path = Path(path)
         parts = self._parts(meta)
+        path.parent.mkdir(parents=True, exist_ok=True)  # the first save of a table makes its folder
         digest = xxhash.xxh3_64()
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
@@ -535,10 +510,8 @@ class BloomFilter:
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-            except FileNotFoundError:
-                pass
             raise
         _fsync_dir(path.parent)
 
@@ -564,8 +537,8 @@ def _fsync_dir(directory: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on a directory; the rename stands
+        # Some filesystems refuse fsync on a directory; the rename stands anyway.
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)

@@ -182,7 +182,9 @@ def encode_vectors(spec: Vector, name: str, values: Any, n: int) -> dict[str, np
         f32 = arr.astype(np.float32, copy=False)
     # One reduction answers "all finite?" (NaN or inf poisons the sum); the
     # element-wise search for the culprit runs only on failure.
-    if not np.isfinite(np.add.reduce(f32, axis=None, dtype=np.float64) * 0.0):
+    with np.errstate(invalid="ignore", over="ignore"):
+        all_finite = bool(np.isfinite(np.add.reduce(f32, axis=None, dtype=np.float64) * 0.0))
+    if not all_finite:
         bad = ~np.isfinite(f32)
         i = _first_bad(bad)
         raise InvalidValueError(

@@ -1,10 +1,11 @@
 """A feature table: entities keyed by ID, with typed, compact features.
 
-Each table owns five LMDB sub-databases (``t<ID>.rows``, ``.ids``, ``.var``,
-``.dict``, ``.log``; docs/format.md) and a Bloom filter derived from them.
-Every ``put`` and ``delete`` is one LMDB write transaction that validates
-everything first, writes rows, original IDs and a change-log entry together,
-and commits: all of it or none of it.
+Each table owns four LMDB sub-databases (``t<ID>.rows``, ``.var``, ``.dict``,
+``.log``; docs/format.md) and a Bloom filter derived from them.  Every
+``put`` and ``delete`` is one LMDB write transaction that validates
+everything first, writes rows (each with its original ID), ID lists,
+category codes and a change-log entry together, and commits: all of it or
+none of it.
 
 Example::
 
@@ -27,7 +28,7 @@ import msgpack
 import numpy as np
 
 from . import changelog
-from .bloomfilter import BloomFilter
+from .bloom import BloomFilter
 from .codecs import encode_scalar, encode_vectors
 from .errors import (
     CorruptionError,
@@ -49,6 +50,10 @@ if TYPE_CHECKING:
     from .store import Store
 
 __all__ = ["Table", "table_db_names"]
+
+# Change-log entries a writer lets accumulate before it builds and persists the
+# Bloom filter (which lets the log be trimmed) even if nothing asked for it.
+_LOG_SOFT_LIMIT = 1024
 
 _SUFFIXES = (b"rows", b"var", b"dict", b"log")
 
@@ -218,6 +223,7 @@ class Table:
             i = self.schema.feature_index[f]
             mask[i >> 3] |= 1 << (i & 7)
         new_codes: dict[str, dict[str, int]] = {}
+        seq = [0]
 
         W = self.schema.record_size
         dtype = self.schema.record_dtype
@@ -256,13 +262,13 @@ class Table:
             for f, vals in others.items():
                 if isinstance(self.schema.features[f], IdList):
                     self._write_idlists(txn, kb, f, vals)
-            changelog.append(txn, self._db("log"), changelog.OP_PUT, skeys, bytes(mask))
+            seq[0] = changelog.append(txn, self._db("log"), changelog.OP_PUT, skeys, bytes(mask))
             return m
 
         self._open()
         written = self._env.write(write, action=f"writing {m} rows to table {self.name!r}")
         self._merge_new_codes(new_codes)
-        self._after_write(m)
+        self._after_write(seq[0])
         return written
 
     def _merge_existing(
@@ -385,6 +391,7 @@ class Table:
         kb = key_bytes(skeys)
         enc = batch.encoded()
         want = [enc[i] for i in first.tolist()]
+        seq = [0]
 
         def write(txn: Any) -> int:
             self._check_valid(txn)
@@ -401,12 +408,13 @@ class Table:
                     txn.delete(k + s, db=var_db)
                 gone.append(i)
             if gone:
-                changelog.append(txn, self._db("log"), changelog.OP_DELETE, skeys[gone])
+                seq[0] = changelog.append(txn, self._db("log"), changelog.OP_DELETE, skeys[gone])
             return len(gone)
 
         self._open()
         count = self._env.write(write, action=f"deleting from table {self.name!r}")
-        self._after_write(0)
+        if count:
+            self._after_write(seq[0])
         return count
 
     # -- reads ---------------------------------------------------------------
@@ -594,11 +602,17 @@ class Table:
         self._bloom, self._bloom_seq, self._bloom_saved_seq = bloom, head, -1
         self._unsaved_keys = len(keys)
 
-    def _after_write(self, nkeys: int) -> None:
-        if self._bloom is None:
-            return  # built lazily by the first may_contain
+    def _after_write(self, log_seq: int) -> None:
+        """Keep derived state moving after a commit, so the change log stays short.
+
+        The filter is built lazily by the first ``may_contain``; a process that
+        only writes still builds it once the log holds ``_LOG_SOFT_LIMIT``
+        unabsorbed entries, because only a persisted snapshot lets the log be trimmed.
+        """
+        if self._bloom is None and log_seq - max(self._bloom_saved_seq, 0) < _LOG_SOFT_LIMIT:
+            return
         bloom = self._sync_bloom()
-        if self._unsaved_keys > max(100_000, bloom.count // 20):
+        if self._unsaved_keys > max(100_000, bloom.count // 20) or self._bloom_seq - self._bloom_saved_seq >= _LOG_SOFT_LIMIT:
             self._persist_derived(force=True)
 
     def _persist_derived(self, *, force: bool) -> None:

@@ -1,0 +1,62 @@
+"""Threads in one process: readers keep working while a writer grows the map."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+import vecstore
+
+
+def test_readers_during_map_growth(tmp_path):
+    rng = np.random.default_rng(0)
+    with vecstore.open(tmp_path / "t.vs", map_size=1 << 20) as s:
+        t = s.create_table("t", {"x": vecstore.Scalar("i64"), "v": vecstore.Vector(128, dtype="f32")})
+        base = np.arange(1000)
+        t.put(base, {"x": base, "v": rng.normal(size=(1000, 128))})
+        errors: list[BaseException] = []
+        checks = [0]
+        stop = threading.Event()
+
+        def reader() -> None:
+            try:
+                while not stop.is_set():
+                    rows = t.get(base[::7], features=["x"])
+                    assert rows.found.all() and (rows["x"] == base[::7]).all()
+                    assert t.may_contain(base[::13]).all()
+                    checks[0] += 1
+            except BaseException as e:  # noqa: BLE001 - reported to the main thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=reader) for _ in range(3)]
+        for th in threads:
+            th.start()
+        start_map = s.info().map_size
+        for i in range(1, 8):  # ~3.6 MB of vectors: the 1 MiB map doubles several times
+            ids = np.arange(i * 1000, (i + 1) * 1000)
+            t.put(ids, {"x": ids, "v": rng.normal(size=(1000, 128))})
+        stop.set()
+        for th in threads:
+            th.join(timeout=60)
+        assert not errors, errors[0]
+        assert checks[0] > 0
+        assert s.info().map_size > start_map
+        assert len(t) == 8000
+
+
+def test_concurrent_writers_in_threads_serialize(tmp_path):
+    with vecstore.open(tmp_path / "w.vs") as s:
+        t = s.create_table("t", {"x": vecstore.Scalar("i64")})
+
+        def writer(tag: int) -> None:
+            for i in range(50):
+                t.put([f"{tag}-{i}"], {"x": [i]})
+
+        threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=60)
+        assert len(t) == 200
+        assert t.verify() == []
