@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from operator import itemgetter
+from operator import eq, itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +56,13 @@ __all__ = ["Table", "table_db_names"]
 _LOG_SOFT_LIMIT = 1024
 
 _SUFFIXES = (b"rows", b"var", b"dict", b"log")
+
+
+def _pick(seq: list[Any], idx: np.ndarray) -> list[Any]:
+    """``[seq[i] for i in idx]`` at C speed."""
+    if len(idx) == 1:
+        return [seq[int(idx[0])]]
+    return list(itemgetter(*idx.tolist())(seq)) if len(idx) else []
 
 
 def table_db_names(table_id: int) -> list[bytes]:
@@ -249,16 +256,23 @@ class Table:
                     bit = self.schema.presence_bit[f]
                     if clear.any():
                         present[clear, bit >> 3] &= np.uint8(0xFF ^ (1 << (bit & 7)))
-            values = assemble_values(rec.view(np.uint8).reshape(m, W), sel, id_parts)
+            rec_bytes = rec.view(np.uint8).reshape(m, W)
             if txn.stat(rows_db)["entries"] == 0:
                 # Bulk load into an empty table: keys are sorted and unique, so
                 # LMDB can append, filling pages instead of splitting them.
-                cur.putmulti(zip(kb, values), append=True)
-                added = m
+                cur.putmulti(zip(kb, assemble_values(rec_bytes, sel, id_parts)), append=True)
             else:
-                _, added = cur.putmulti(zip(kb, values), overwrite=False)
-            if added < m:
-                self._merge_existing(cur, kb, values, rec, partial, pmask)
+                # One lookup pass in key order tells new rows from existing ones,
+                # so every value is built once, in the form it is written.
+                haves = list(map(cur.get, kb))
+                exists = np.fromiter(map(bool, haves), dtype=bool, count=m)
+                new = np.flatnonzero(~exists)
+                if len(new) == m:
+                    cur.putmulti(zip(kb, assemble_values(rec_bytes, sel, id_parts)))
+                else:
+                    if len(new):
+                        cur.putmulti(zip(_pick(kb, new), assemble_values(rec_bytes[new], sel[new], id_parts)))
+                    self._merge_existing(cur, kb, np.flatnonzero(exists), haves, rec, partial, pmask, sel, id_parts)
             for f, vals in others.items():
                 if isinstance(self.schema.features[f], IdList):
                     self._write_idlists(txn, kb, f, vals)
@@ -272,36 +286,37 @@ class Table:
         return written
 
     def _merge_existing(
-        self, cur: Any, kb: list[bytes], values: list[bytes], rec: np.ndarray, partial: bool, pmask: np.ndarray
+        self, cur: Any, kb: list[bytes], ex: np.ndarray, haves: list[Any], rec: np.ndarray, partial: bool,
+        pmask: np.ndarray, sel: np.ndarray, id_parts: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     ) -> None:
-        """Second half of a put: rows that already existed were not overwritten
-        by ``putmulti(overwrite=False)``; check their IDs and merge them."""
+        """Rewrite rows ``ex`` (positions in key order) that already existed.
+
+        Their stored IDs must name the same entities (else IdCollisionError);
+        a partial put keeps the stored values of the features it does not
+        carry.  Comparisons run as C-level maps and the merge in numpy; only
+        rows whose stored ID is spelled differently get per-row attention.
+        """
         W = self.schema.record_size
-        idx: list[int] = []
-        old: list[bytes] = []
-        for i, ((k, have), want) in enumerate(zip(cur.getmulti(kb), values)):
-            if have == want:
-                continue  # written just now (or identical already)
-            stored_id, new_id = have[W:], want[W:]
-            if stored_id != new_id and not same_entity(stored_id, new_id):
-                raise IdCollisionError(int.from_bytes(k, "big"), decode_id(stored_id), decode_id(new_id), table=self.name)
-            idx.append(i)
-            old.append(have)
-        if not idx:
-            return
-        sel = np.array(idx)
+        old_vals = _pick(haves, ex)
         if partial:
-            merged = np.frombuffer(b"".join([v[:W] for v in old]), dtype=self.schema.record_dtype).copy()
-            new = rec[sel]
+            merged = np.frombuffer(b"".join(map(itemgetter(slice(0, W)), old_vals)), dtype=self.schema.record_dtype).copy()
+            new = rec[ex]
             for f in self.schema.record_dtype.names:
-                if f != PRESENT and f.split(".")[0] in self.schema.presence_bit and provided(f, pmask, self.schema):
+                if f != PRESENT and provided(f, pmask, self.schema):
                     merged[f] = new[f]
             merged[PRESENT] = (merged[PRESENT] & ~pmask) | (new[PRESENT] & pmask)
         else:
-            merged = rec[sel]
-        # Keep the stored spelling of the ID (str vs bytes of the same entity).
-        fixed = merged.view(f"V{W}").tolist()
-        cur.putmulti(zip([kb[i] for i in idx], [f + v[W:] for f, v in zip(fixed, old)]))
+            merged = rec[ex]
+        out = assemble_values(merged.view(np.uint8).reshape(len(ex), W), sel[ex], id_parts)
+        cut_id = itemgetter(slice(W, None))
+        same_id = np.fromiter(map(eq, map(cut_id, old_vals), map(cut_id, out)), dtype=bool, count=len(ex))
+        for j in np.flatnonzero(~same_id).tolist():
+            stored_id, new_id = old_vals[j][W:], out[j][W:]
+            if not same_entity(stored_id, new_id):
+                k = kb[int(ex[j])]
+                raise IdCollisionError(int.from_bytes(k, "big"), decode_id(stored_id), decode_id(new_id), table=self.name)
+            out[j] = out[j][:W] + stored_id  # keep the stored spelling (str vs bytes of one entity)
+        cur.putmulti(zip(_pick(kb, ex), out))
 
     def _check_batch_collisions(self, keys: np.ndarray, encoded: list[bytes]) -> None:
         first: dict[int, bytes] = {}
