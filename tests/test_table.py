@@ -242,3 +242,30 @@ def test_closed_store_raises(tmp_path):
         t.get(["a"])
     with pytest.raises(vecstore.StoreClosedError):
         s.tables()
+
+
+def test_put_accepts_what_to_arrow_returns(store, items, rng):
+    ids, cols = sample_columns(rng, 40)
+    items.put(ids, cols)
+    copy = store.create_table("copy", SCHEMA)
+    for rows in items.scan(batch_size=15):
+        copy.put(list(rows.ids), rows.to_arrow())
+    assert snapshot(copy) == snapshot(items)
+
+
+def test_put_from_arrow_nulls(items):
+    import pyarrow as pa
+
+    t = pa.table({
+        "id": ["a", "b"],
+        "price": pa.array([1.5, None], pa.float32()),
+        "category": pa.array(["books", None]),
+        "recent": pa.array([["x"], None]),
+    })
+    items.put(["a", "b"], t)
+    rows = items.get(["a", "b"])
+    assert rows["price"][0] == 1.5 and np.isnan(rows["price"][1])
+    assert rows["category"].tolist() == ["books", None]
+    assert rows["recent"].tolist() == [["x"], None]
+    with pytest.raises(vecstore.InvalidValueError, match="nulls"):
+        items.put(["a", "b"], {"clicks": pa.array([1, None])})

@@ -13,12 +13,13 @@ from operator import itemgetter
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from .errors import InvalidValueError
-from .features import IdList
+from .features import Category, IdList, Scalar, Vector
 from .schema import TableSchema
 
-__all__ = ["assemble_values", "check_idlist", "key_bytes", "sort_keep_last", "unpack_records"]
+__all__ = ["assemble_values", "check_idlist", "from_arrow", "key_bytes", "sort_keep_last", "unpack_records"]
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
@@ -118,3 +119,39 @@ def check_idlist(name: str, spec: IdList, value: Any, row: int) -> list[Any] | N
     if spec.max_len is not None and len(value) > spec.max_len:
         raise InvalidValueError(f"feature {name!r}: row {row} has {len(value)} IDs, more than max_len={spec.max_len}")
     return list(value)
+
+
+def from_arrow(columns: Any, schema: TableSchema) -> Any:
+    """Columns given as pyarrow (a Table, RecordBatch, or a mapping holding arrays) as numpy/lists.
+
+    What ``Rows.to_arrow()`` produces goes back in: an ``id`` column is
+    ignored, vectors come as fixed-size lists, nulls become NaN in float
+    scalars and None (clear) in categories and ID lists.  Nulls in integer or
+    bool scalars and in vectors cannot be represented and raise.
+    """
+    if isinstance(columns, (pa.Table, pa.RecordBatch)):
+        columns = {name: columns.column(name) for name in columns.column_names if name != "id"}
+    elif not isinstance(columns, dict) or not any(isinstance(v, (pa.Array, pa.ChunkedArray)) for v in columns.values()):
+        return columns
+    out: dict[str, Any] = {}
+    for name, col in columns.items():
+        if not isinstance(col, (pa.Array, pa.ChunkedArray)):
+            out[name] = col
+            continue
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        spec = schema.features.get(name)
+        if isinstance(spec, Vector):
+            if col.null_count or not pa.types.is_fixed_size_list(col.type) and not pa.types.is_list(col.type):
+                raise InvalidValueError(f"feature {name!r}: vectors need a list column without nulls, got {col.type}")
+            flat = col.flatten().to_numpy(zero_copy_only=False)
+            out[name] = flat.reshape(len(col), -1) if len(col) else flat.reshape(0, spec.dim)
+        elif isinstance(spec, Scalar) and col.null_count:
+            if spec.storage_dtype.kind != "f":
+                raise InvalidValueError(f"feature {name!r} ({spec.dtype}) has {col.null_count} nulls; integers cannot be missing per row")
+            out[name] = col.to_numpy(zero_copy_only=False).astype(np.float64)
+        elif isinstance(spec, Scalar):
+            out[name] = col.to_numpy(zero_copy_only=False)
+        else:  # Category, IdList, or unknown (reported by the caller)
+            out[name] = col.to_pylist()
+    return out

@@ -43,7 +43,7 @@ from .features import Category, IdList, Scalar, Vector
 from .hashing import IdBatch, decode_id, normalize_ids, same_entity
 from .info import BloomInfo, FeatureInfo, TableInfo
 from .rows import Rows
-from .records import assemble_values, check_idlist, key_bytes, provided, sort_keep_last, unpack_records
+from .records import assemble_values, from_arrow, check_idlist, key_bytes, provided, sort_keep_last, unpack_records
 from .schema import PRESENT, TableSchema
 
 if TYPE_CHECKING:
@@ -155,7 +155,9 @@ class Table:
     def _encode_columns(self, columns: Mapping[str, Any], n: int, scalar: bool) -> tuple[dict[str, Any], dict[str, Any]]:
         """Validate and encode every column before any write: (fixed fields, raw category/idlist values)."""
         if not isinstance(columns, Mapping):
-            raise InvalidValueError(f"put() takes a mapping of feature name -> column, got {type(columns).__name__}")
+            raise InvalidValueError(
+                f"put() takes a mapping of feature name -> column (or a pyarrow Table), got {type(columns).__name__}"
+            )
         fixed: dict[str, Any] = {}
         other: dict[str, Any] = {}
         for name, values in columns.items():
@@ -204,6 +206,7 @@ class Table:
         """
         batch = self._ids(ids)
         n = len(batch)
+        columns = from_arrow(columns, self.schema)
         fixed, other = self._encode_columns(columns, n, batch.scalar)
         if n == 0:
             return 0
