@@ -153,3 +153,45 @@ def test_newer_format_version_is_refused(tmp_path):
     env.close()
     with pytest.raises(vecstore.FormatVersionError, match="format version 2"):
         vecstore.open(path)
+
+
+OBJECT_COLUMNS = [
+    ("clicks", np.array([1.5, 2], dtype=object), "whole numbers"),
+    ("clicks", np.array([1, 2**63], dtype=object), "cannot hold"),
+    ("in_stock", [None, True], "True/False"),
+    ("in_stock", np.array([2.0, 1], dtype=object), "True/False"),
+    ("price", [None, 1.0], "numbers"),
+    ("price", np.array(["1.5", 2.0], dtype=object), "numbers"),
+    ("category", ["ok", "\ud800"], "Unicode"),
+    ("category", ["ok", "x" * 600], "at most 500"),
+    ("recent", [["ok"], ["\ud800"]], "Unicode"),
+]
+
+
+@pytest.mark.parametrize("feature,values,text", OBJECT_COLUMNS)
+def test_no_silent_coercion(loaded, feature, values, text):
+    before = snapshot(loaded)
+    with pytest.raises(vecstore.InvalidValueError, match=text):
+        loaded.put(["item-1", "new"], {feature: values})
+    assert snapshot(loaded) == before
+
+
+def test_numpy_bytes_id_arrays_are_refused(loaded):
+    with pytest.raises(vecstore.InvalidIdError, match="NUL"):
+        loaded.get(np.array([b"a\x00"]))
+
+
+def test_delete_with_colliding_ids_in_one_batch(tmp_path):
+    with vecstore.open(tmp_path / "n.vs", seed=1, hash_bits=8) as s:
+        t = s.create_table("t", {"x": vecstore.Scalar("i64")})
+        keys = vecstore.hash_ids([f"id-{i}" for i in range(1000)], seed=1, hash_bits=8).tolist()
+        seen = {}
+        a = b = None
+        for i, k in enumerate(keys):
+            if k in seen:
+                a, b = f"id-{seen[k]}", f"id-{i}"
+                break
+            seen[k] = i
+        t.put([a], {"x": [1]})
+        assert t.delete([a, b]) == 1
+        assert not t.contains(a)

@@ -15,6 +15,8 @@ finite = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False, width=32)
 
 
 def _cos(a, b):
+    # float64: squares of tiny float32 components underflow otherwise.
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
@@ -51,6 +53,7 @@ def test_b1_cosine_is_l1_over_sqrt_d_l2(x):
         return
     d = x.shape[1]
     back = dequantize_b1(quantize_b1(x), d)
+    x = x.astype(np.float64)  # exact reference values, no float32 underflow
     assert np.allclose(np.linalg.norm(back, axis=1), 1.0, atol=1e-5)
     expected = np.abs(x).sum(1) / (np.sqrt(d) * np.linalg.norm(x, axis=1))
     np.testing.assert_allclose(_cos(x, back), expected, rtol=1e-4, atol=1e-5)

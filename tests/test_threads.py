@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
@@ -60,3 +61,32 @@ def test_concurrent_writers_in_threads_serialize(tmp_path):
             th.join(timeout=60)
         assert len(t) == 200
         assert t.verify() == []
+
+
+def test_may_contain_has_no_false_negatives_while_another_thread_syncs(tmp_path):
+    with vecstore.open(tmp_path / "race.vs", sync=False) as s:
+        t = s.create_table("t", {"x": vecstore.Scalar("i64")}, expected_size=100_000)
+        t.may_contain([0])
+        stop = threading.Event()
+
+        def poller() -> None:
+            # Short sleeps: a thread spinning on LMDB calls starves the others
+            # (py-lmdb releases the GIL around every call; see docs/concepts.md).
+            while not stop.is_set():
+                t.may_contain(np.arange(50))
+                time.sleep(0.0002)
+
+        threads = [threading.Thread(target=poller) for _ in range(2)]
+        for th in threads:
+            th.start()
+        misses = 0
+        try:
+            for i in range(200):
+                ids = np.arange(1000 + i * 20, 1000 + (i + 1) * 20)
+                t.put(ids, {"x": ids})
+                misses += int((~t.may_contain(ids)).sum())
+        finally:
+            stop.set()
+            for th in threads:
+                th.join(timeout=60)
+        assert misses == 0

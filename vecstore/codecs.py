@@ -80,6 +80,10 @@ def dequantize_b1(bits: np.ndarray, dim: int) -> np.ndarray:
 def encode_scalar(spec: Scalar, name: str, values: Any, n: int) -> np.ndarray:
     """Validate a column of ``n`` scalar values and cast it to the storage dtype."""
     target = spec.storage_dtype
+    if isinstance(values, np.ndarray) and values.dtype.kind == "O":
+        values = values.tolist()  # checked element by element below, never coerced
+    if isinstance(values, (list, tuple)) and target.kind not in "iu":
+        _check_numbers(spec, name, values)
     if target.kind in "iu" and isinstance(values, (list, tuple)):
         # np.asarray turns a list holding a big int into float64, losing precision
         # and hiding overflow: check Python lists exactly, element by element.
@@ -142,6 +146,21 @@ def encode_scalar(spec: Scalar, name: str, values: Any, n: int) -> np.ndarray:
             f"feature {name!r} ({spec.dtype}) cannot hold {arr[i]!r} at row {i}: range is [{info.min}, {info.max}]"
         )
     return arr.astype(target)
+
+
+def _check_numbers(spec: Scalar, name: str, values: list[Any] | tuple[Any, ...]) -> None:
+    """Float and bool columns given as Python sequences: refuse None, strings and other objects."""
+    for i, v in enumerate(values):
+        if spec.dtype == "bool":
+            ok = isinstance(v, (bool, np.bool_)) or (isinstance(v, (int, np.integer)) and v in (0, 1))
+        else:
+            ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+        if not ok:
+            raise InvalidValueError(
+                f"feature {name!r} ({spec.dtype}) needs {'True/False' if spec.dtype == 'bool' else 'numbers'}, "
+                f"row {i} holds {v!r}",
+                hint="use NaN for an unknown float" if spec.dtype != "bool" else None,
+            )
 
 
 def _exact_ints(spec: Scalar, name: str, values: list[Any] | tuple[Any, ...]) -> np.ndarray:

@@ -325,15 +325,26 @@ class Env:
 
     # -- misc ----------------------------------------------------------------
 
+    def _env_call(self, what: str) -> dict[str, Any]:
+        # Inside the gate: mdb_env_info/stat fail with EINVAL while a resize remaps.
+        env = self.raw
+        self._gate.enter()
+        try:
+            return env.info() if what == "info" else env.stat()
+        except lmdb.Error as e:
+            raise wrap_lmdb_error(e, f"reading the environment {what}") from e
+        finally:
+            self._gate.leave()
+
     def last_txnid(self) -> int:
         """ID of the last committed write transaction, from any process (cheap, no transaction)."""
-        return self.raw.info()["last_txnid"]
+        return self._env_call("info")["last_txnid"]
 
     def info(self) -> dict[str, Any]:
-        return self.raw.info()
+        return self._env_call("info")
 
     def stat(self) -> dict[str, Any]:
-        return self.raw.stat()
+        return self._env_call("stat")
 
     def sync_to_disk(self) -> None:
         if not self.readonly:

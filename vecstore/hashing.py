@@ -221,7 +221,12 @@ def normalize_ids(ids: Any, seed: int, hash_bits: int = 64) -> IdBatch:
             if mask is not None:
                 keys &= mask
             return IdBatch(keys, arr, False, arr)
-        if ids.dtype.kind in "USO":
+        if ids.dtype.kind == "S":
+            raise InvalidIdError(
+                "numpy bytes arrays (dtype S) drop trailing NUL bytes, so their IDs would change",
+                hint="pass a list of bytes or an object array",
+            )
+        if ids.dtype.kind in "UO":
             ids = ids.tolist()
         else:
             raise InvalidIdError(

@@ -109,6 +109,11 @@ def check_idlist(name: str, spec: IdList, value: Any, row: int) -> list[Any] | N
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
         raise InvalidValueError(f"feature {name!r} (IdList) needs a list of IDs at row {row}, got {value!r}")
     for x in value:
+        if isinstance(x, str):
+            try:
+                x.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidValueError(f"feature {name!r} (IdList): row {row} holds an ID that is not valid Unicode") from None
         ok = isinstance(x, (str, bytes)) or (
             isinstance(x, int) and not isinstance(x, bool) and _INT64_MIN <= x <= _INT64_MAX
         )

@@ -263,10 +263,7 @@ class Store:
 
     def table(self, name: str) -> Table:
         """The named table; TableNotFoundError if there is none."""
-        t = self._tables.get(name)
-        if t is not None and t._valid:
-            return t
-        self._refresh()
+        self._refresh()  # notices a drop or re-create by another process
         t = self._tables.get(name)
         if t is None:
             known = ", ".join(sorted(self._tables)) or "none"
@@ -354,8 +351,12 @@ class Store:
         Never needed for durability of rows (each commit is durable when
         ``sync=True``); it makes the next open faster.
         """
+        self._refresh()
         for t in list(self._tables.values()):
-            t._persist_derived(force=True)
+            try:
+                t._persist_derived(force=True)
+            except TableNotFoundError:
+                pass  # dropped by another process meanwhile
         self._env.sync_to_disk()
 
     def close(self) -> None:
@@ -364,8 +365,12 @@ class Store:
             return
         if not self.readonly:
             try:
+                self._refresh()
                 for t in list(self._tables.values()):
-                    t._persist_derived(force=False)
+                    try:
+                        t._persist_derived(force=False)
+                    except TableNotFoundError:
+                        pass  # dropped by another process meanwhile
             finally:
                 self._env.close()
         else:

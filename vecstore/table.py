@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Table", "table_db_names"]
 
+# A category string is part of an LMDB key (511 bytes at most) in the dictionary.
+MAX_CATEGORY_BYTES = 500
+
 # Change-log entries a writer lets accumulate before it builds and persists the
 # Bloom filter (which lets the log be trimmed) even if nothing asked for it.
 _LOG_SOFT_LIMIT = 1024
@@ -179,9 +182,18 @@ class Table:
                     raise InvalidValueError(f"feature {name!r}: expected {n} values (one per ID), got {got}")
                 if isinstance(spec, Category):
                     for i, v in enumerate(vals):
-                        if v is not None and not isinstance(v, str):
+                        if v is None:
+                            continue
+                        if not isinstance(v, str):
+                            raise InvalidValueError(f"feature {name!r} (Category) needs str or None, row {i} holds {v!r}")
+                        try:
+                            size = len(v.encode("utf-8"))
+                        except UnicodeEncodeError:
+                            raise InvalidValueError(f"feature {name!r}: row {i} is not valid Unicode") from None
+                        if size > MAX_CATEGORY_BYTES:
                             raise InvalidValueError(
-                                f"feature {name!r} (Category) needs str or None, row {i} holds {v!r}"
+                                f"feature {name!r}: row {i} is {size} bytes; categories hold at most {MAX_CATEGORY_BYTES}",
+                                hint="categories are labels; store long text elsewhere",
                             )
                     other[name] = list(vals)
                 else:
@@ -408,7 +420,11 @@ class Table:
         first, skeys = sort_keep_last(batch.keys)
         kb = key_bytes(skeys)
         enc = batch.encoded()
-        want = [enc[i] for i in first.tolist()]
+        # Every requested ID per key: with colliding IDs in one batch, any of them may be the stored one.
+        wants: dict[int, list[bytes]] = {}
+        for k, e in zip(batch.keys.tolist(), enc):
+            wants.setdefault(k, []).append(e)
+        want = [wants[k] for k in skeys.tolist()]
         seq = [0]
 
         def write(txn: Any) -> int:
@@ -417,9 +433,9 @@ class Table:
             W = self.schema.record_size
             slots = [s.to_bytes(2, "big") for s in self.schema.var_slot.values()]
             gone: list[int] = []
-            for i, (k, w) in enumerate(zip(kb, want)):
+            for i, (k, ws) in enumerate(zip(kb, want)):
                 have = txn.get(k, db=rows_db)
-                if have is None or not same_entity(have[W:], w):
+                if have is None or not any(same_entity(have[W:], w) for w in ws):
                     continue  # absent, or another entity's row under a colliding key
                 txn.delete(k, db=rows_db)
                 for s in slots:
@@ -523,7 +539,7 @@ class Table:
         not pin old pages): rows written during the scan may or may not appear.
         ``rows.ids`` holds the original IDs.
         """
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise InvalidValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         feats = self._resolve_features(features)
         start: bytes | None = None
@@ -580,6 +596,9 @@ class Table:
         self._open()
         with self._bloom_lock, self._env.read() as txn:
             self._check_valid(txn)
+            # Record the snapshot this transaction reads, not the txnid read above:
+            # a commit can show in the meta page before a new reader sees it.
+            txnid = txn.id()
             log = self._db("log")
             head, first = changelog.head(txn, log), changelog.first(txn, log)
             stale = self._bloom is None or self._bloom_seq > head or (first > self._bloom_seq + 1 and self._bloom_seq < head)
@@ -649,17 +668,20 @@ class Table:
             self._bloom_saved_seq = seq
             self._unsaved_keys = 0
         meta_key = self._consumer_keys()[0]
+        meta = self._env.db(b"meta")
 
         def record(txn: Any) -> None:
-            if not self._valid:
-                return
-            meta = self._env.db(b"meta")
+            self._check_valid(txn)
             txn.put(meta_key, seq.to_bytes(8, "little"), db=meta)
             upto = min(int.from_bytes(txn.get(k, db=meta) or b"\0" * 8, "little") for k in self._consumer_keys())
             changelog.truncate(txn, self._db("log"), upto)
 
         self._open()
-        self._env.write(record, action=f"recording the Bloom snapshot of table {self.name!r}")
+        try:
+            self._env.write(record, action=f"recording the Bloom snapshot of table {self.name!r}")
+        except TableNotFoundError:
+            self._remove_derived_files()  # dropped elsewhere meanwhile: leave no orphan file
+            raise
 
     def _remove_derived_files(self) -> None:
         self._bloom_path().unlink(missing_ok=True)
