@@ -269,3 +269,22 @@ def test_put_from_arrow_nulls(items):
     assert rows["recent"].tolist() == [["x"], None]
     with pytest.raises(vecstore.InvalidValueError, match="nulls"):
         items.put(["a", "b"], {"clicks": pa.array([1, None])})
+
+
+def test_verify_finds_damage(store, items, rng):
+    ids, cols = sample_columns(rng, 20)
+    items.put(ids, cols)
+    assert items.verify() == []
+    items._open()
+    var_db, dict_db = items._db("var"), items._db("dict")
+    slot = items.schema.feature_index["category"].to_bytes(2, "big")
+
+    def damage(txn):
+        k, _ = next(iter(txn.cursor(var_db)))
+        txn.put(k, b"\xc1", db=var_db)  # not msgpack
+        txn.delete(slot + b"c" + (2).to_bytes(4, "big"), db=dict_db)  # a gap in the dictionary
+
+    store._env.write(damage)
+    problems = items.verify()
+    assert any("does not decode" in p for p in problems)
+    assert any("gap" in p for p in problems)

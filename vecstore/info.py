@@ -66,7 +66,7 @@ class StoreInfo:
     file_bytes: int
     map_size: int
     page_size: int
-    readers: int
+    readers: int  # reader slots LMDB has used so far (its high-water mark), not current readers
     tables: list[TableInfo] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

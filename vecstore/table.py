@@ -737,11 +737,13 @@ class Table:
             self._check_valid(txn)
             row_keys: list[bytes] = []
             stored_ids: list[Any] = []
+            records: list[bytes] = []
             for k, v in txn.cursor(self._db("rows")):
                 row_keys.append(k)
                 if len(v) <= W:
                     problems.append(f"{self.name}: row {k.hex()} has {len(v)} bytes, expected {W} plus its ID")
                     continue
+                records.append(v[:W])
                 try:
                     stored_ids.append((k, decode_id(v[W:])))
                 except (InvalidIdError, UnicodeDecodeError, IndexError):
@@ -752,9 +754,24 @@ class Table:
                 for j in np.flatnonzero(expect != got)[:10].tolist():
                     problems.append(f"{self.name}: ID {stored_ids[j][1]!r} is stored under key {int(got[j]):#x}, not its hash")
             rowset = set(row_keys)
-            for k, _ in txn.cursor(self._db("var")):
+            for k, v in txn.cursor(self._db("var")):
                 if k[:8] not in rowset:
                     problems.append(f"{self.name}: ID list entry for missing row {k[:8].hex()}")
+                try:
+                    if not isinstance(msgpack.unpackb(v), list):
+                        raise ValueError("not a list")
+                except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+                    problems.append(f"{self.name}: ID list of row {k[:8].hex()} does not decode")
+        rec = np.frombuffer(b"".join(records), dtype=self.schema.record_dtype)
+        for name in self._cat_codes:
+            try:
+                known = len(self._load_categories(name))
+            except CorruptionError as e:
+                problems.append(f"{self.name}: {e.message}")
+                continue
+            bad = int((rec[name] >= known).sum())
+            if bad:
+                problems.append(f"{self.name}: {bad} rows hold {name!r} codes missing from its dictionary")
         if row_keys:
             keys = np.frombuffer(b"".join(row_keys), dtype=">u8").astype(np.uint64)
             misses = int((~bloom.may_contain(keys)).sum())
