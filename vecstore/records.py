@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import InvalidValueError
-from .features import Category, IdList, Scalar, Vector
+from .features import IdList, Scalar, Vector
 from .schema import TableSchema
 
 __all__ = ["assemble_values", "check_idlist", "from_arrow", "key_bytes", "sort_keep_last", "unpack_records"]
