@@ -38,10 +38,6 @@ class LogEntry:
     feature_mask: bytes
     keys: np.ndarray
 
-    def touches(self, feature_index: int) -> bool:
-        byte = feature_index >> 3
-        return byte < len(self.feature_mask) and bool(self.feature_mask[byte] >> (feature_index & 7) & 1)
-
 
 def head(txn, db) -> int:
     """The last seq written (0 for a log that never had an entry)."""

@@ -350,12 +350,6 @@ class Env:
         if not self.readonly:
             self.raw.sync(True)
 
-    def copy(self, path: str, *, compact: bool = True) -> None:
-        try:
-            self.raw.copy(path, compact=compact)
-        except lmdb.Error as e:
-            raise wrap_lmdb_error(e, f"copying the store to {path}") from e
-
     def close(self) -> None:
         if self._closed:
             return

@@ -240,21 +240,20 @@ class Table:
             base[f] = arr
         provided = set(columns)
         partial = any(f not in provided for f in self.schema.fixed_features)
+        W = self.schema.record_size
+        dtype = self.schema.record_dtype
+        # mask: the features this put carries (for the change log); pmask: the
+        # presence bits it decides (the rest come from stored rows).
         mask = bytearray((len(self.schema.features) + 7) // 8)
+        pmask = np.zeros(dtype[PRESENT].shape[0], dtype=np.uint8)
         for f in provided:
             i = self.schema.feature_index[f]
             mask[i >> 3] |= 1 << (i & 7)
+            bit = self.schema.presence_bit.get(f)
+            if bit is not None:
+                pmask[bit >> 3] |= np.uint8(1 << (bit & 7))
         new_codes: dict[str, dict[str, int]] = {}
         seq = [0]
-
-        W = self.schema.record_size
-        dtype = self.schema.record_dtype
-        # Presence bits the batch decides (its features); the rest come from stored rows.
-        pmask = np.zeros(len(np.zeros(1, dtype)[PRESENT][0]), dtype=np.uint8)
-        for f in provided:
-            if f in self.schema.presence_bit:
-                bit = self.schema.presence_bit[f]
-                pmask[bit >> 3] |= np.uint8(1 << (bit & 7))
 
         def write(txn: Any) -> int:
             new_codes.clear()
