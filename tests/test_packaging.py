@@ -12,8 +12,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 PUBLIC_API = [
     "BloomInfo", "Category", "CorruptionError", "FORMAT_VERSION", "FeatureInfo", "FormatVersionError",
-    "HNSW", "IdCollisionError", "IdList", "InvalidIdError", "InvalidValueError", "NotAStoreError",
-    "ReadOnlyError", "Rows", "Scalar", "SchemaError", "StorageError", "Store", "StoreClosedError",
+    "HNSW", "IdCollisionError", "IdList", "IdNotFoundError", "IndexInfo", "InvalidIdError", "InvalidValueError", "NotAStoreError",
+    "ReadOnlyError", "Rows", "Scalar", "SchemaError", "SearchResult", "StorageError", "Store", "StoreClosedError",
     "StoreInfo", "StoreNotFoundError", "Table", "TableExistsError", "TableInfo", "TableNotFoundError",
     "UnknownFeatureError", "VecstoreError", "Vector", "__version__", "hash_ids", "open",
 ]

@@ -28,6 +28,7 @@ from .errors import (  # noqa: E402
     CorruptionError,
     FormatVersionError,
     IdCollisionError,
+    IdNotFoundError,
     InvalidIdError,
     InvalidValueError,
     NotAStoreError,
@@ -43,8 +44,9 @@ from .errors import (  # noqa: E402
 )
 from .features import HNSW, Category, IdList, Scalar, Vector  # noqa: E402
 from .hashing import hash_ids  # noqa: E402
-from .info import BloomInfo, FeatureInfo, StoreInfo, TableInfo  # noqa: E402
+from .info import BloomInfo, FeatureInfo, IndexInfo, StoreInfo, TableInfo  # noqa: E402
 from .rows import Rows  # noqa: E402
+from .search import SearchResult  # noqa: E402
 from .store import FORMAT_VERSION, Store, open  # noqa: E402
 from .table import Table  # noqa: E402
 
@@ -58,6 +60,8 @@ __all__ = [
     "HNSW",
     "IdCollisionError",
     "IdList",
+    "IdNotFoundError",
+    "IndexInfo",
     "InvalidIdError",
     "InvalidValueError",
     "NotAStoreError",
@@ -65,6 +69,7 @@ __all__ = [
     "Rows",
     "Scalar",
     "SchemaError",
+    "SearchResult",
     "StorageError",
     "Store",
     "StoreClosedError",

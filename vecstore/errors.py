@@ -26,6 +26,7 @@ __all__ = [
     "CorruptionError",
     "FormatVersionError",
     "IdCollisionError",
+    "IdNotFoundError",
     "InvalidIdError",
     "InvalidValueError",
     "NotAStoreError",
@@ -81,6 +82,10 @@ class InvalidIdError(VecstoreError, TypeError):
 
 class InvalidValueError(VecstoreError, ValueError):
     """A feature value does not fit its feature: wrong shape, length, range or NaN."""
+
+
+class IdNotFoundError(VecstoreError, LookupError):
+    """An operation needs a stored row (e.g. ``search_by_id``) and the ID has none."""
 
 
 class IdCollisionError(VecstoreError):

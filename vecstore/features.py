@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import SchemaError
 
-__all__ = ["Category", "Feature", "HNSW", "IdList", "Scalar", "Vector", "feature_from_dict"]
+__all__ = ["HNSW", "Category", "Feature", "IdList", "Scalar", "Vector", "feature_from_dict"]
 
 SCALAR_DTYPES: dict[str, str] = {
     "f32": "<f4",
@@ -50,6 +50,7 @@ SCALAR_DTYPES: dict[str, str] = {
     "bool": "?",
 }
 VECTOR_DTYPES = ("f32", "f16", "i8", "b1")
+INDEX_DTYPES = ("f32", "f16", "i8", "b1")
 METRICS = ("cos", "l2", "ip")
 
 
@@ -57,13 +58,29 @@ METRICS = ("cos", "l2", "ip")
 class HNSW:
     """Parameters of a usearch HNSW index over a vector feature (used by vector search).
 
-    ``dtype`` is the index's own scalar type (``None``: the vector's storage dtype).
+    ``dtype`` is the index's own scalar type (``None``: the vector's storage
+    dtype); ``i8`` and ``b1`` indexes are small and fast, and search reranks
+    their candidates exactly against the stored vectors (docs/vector-search.md).
+    ``connectivity`` is HNSW's M (edges per node), ``expansion_add`` and
+    ``expansion_search`` the candidate-list sizes at build and query time.
+
+    Example::
+
+        vecstore.Vector(384, dtype="f16", index=vecstore.HNSW(dtype="i8", expansion_search=128))
     """
 
     dtype: str | None = None
     connectivity: int = 16
     expansion_add: int = 128
     expansion_search: int = 64
+
+    def __post_init__(self) -> None:
+        if self.dtype is not None and self.dtype not in INDEX_DTYPES:
+            raise SchemaError(f"unknown HNSW index dtype {self.dtype!r}", hint=f"use one of {', '.join(INDEX_DTYPES)} or None")
+        for name, lo in (("connectivity", 2), ("expansion_add", 1), ("expansion_search", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= 4096:
+                raise SchemaError(f"HNSW {name} must be an integer in [{lo}, 4096], got {v!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["BloomInfo", "FeatureInfo", "StoreInfo", "TableInfo"]
+__all__ = ["BloomInfo", "FeatureInfo", "IndexInfo", "StoreInfo", "TableInfo"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,35 @@ class BloomInfo:
 
 
 @dataclass(frozen=True)
+class IndexInfo:
+    """A vector feature's HNSW index: parameters, size and how far it is behind the rows.
+
+    ``loaded`` says whether this process holds the index; when it does not,
+    the figures describe the newest snapshot file (``vectors`` and
+    ``tombstones`` are then -1 when no snapshot exists).  ``behind`` counts
+    change-log entries the index has not absorbed yet (it catches up on the
+    next search).  ``tombstones`` are removed vectors whose memory usearch has
+    not reclaimed; a rebuild (automatic past ``tombstones > live / 4``, or
+    ``rebuild_index``/``vecstore compact``) drops them.
+    """
+
+    feature: str
+    dtype: str
+    metric: str
+    connectivity: int
+    expansion_add: int
+    expansion_search: int
+    loaded: bool
+    view: bool
+    vectors: int
+    tombstones: int
+    memory_bytes: int
+    file_bytes: int
+    seq: int
+    behind: int
+
+
+@dataclass(frozen=True)
 class TableInfo:
     """A table: row count, bytes in LMDB, per-feature layout and its Bloom filter."""
 
@@ -49,6 +78,7 @@ class TableInfo:
     bloom: BloomInfo
     log_entries: int
     expected_size: int
+    indexes: list[IndexInfo] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

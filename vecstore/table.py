@@ -21,30 +21,40 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping
 from operator import eq, itemgetter
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 import numpy as np
 
 from . import changelog
-from .bloom import BloomFilter
 from .codecs import encode_scalar, encode_vectors
+from .derived import LOG_SOFT_LIMIT, BloomState, Derived
 from .errors import (
     CorruptionError,
     IdCollisionError,
-    InvalidIdError,
     InvalidValueError,
     StoreClosedError,
     TableNotFoundError,
     UnknownFeatureError,
 )
 from .features import Category, IdList, Scalar, Vector
+from .filters import FilterColumns
 from .hashing import IdBatch, decode_id, normalize_ids, same_entity
-from .info import BloomInfo, FeatureInfo, TableInfo
+from .info import BloomInfo, FeatureInfo, IndexInfo, TableInfo
+from .records import (
+    assemble_values,
+    check_idlist,
+    from_arrow,
+    key_bytes,
+    provided,
+    sort_keep_last,
+    unpack_records,
+)
 from .rows import Rows
-from .records import assemble_values, from_arrow, check_idlist, key_bytes, provided, sort_keep_last, unpack_records
 from .schema import PRESENT, TableSchema
+from .search import SearchResult, search, search_by_id
+from .vector_index import VectorIndex
+from .verify import verify_table
 
 if TYPE_CHECKING:
     from .store import Store
@@ -53,10 +63,6 @@ __all__ = ["Table", "table_db_names"]
 
 # A category string is part of an LMDB key (511 bytes at most) in the dictionary.
 MAX_CATEGORY_BYTES = 500
-
-# Change-log entries a writer lets accumulate before it builds and persists the
-# Bloom filter (which lets the log be trimmed) even if nothing asked for it.
-_LOG_SOFT_LIMIT = 1024
 
 _SUFFIXES = (b"rows", b"var", b"dict", b"log")
 
@@ -89,12 +95,11 @@ class Table:
         self._cat_lock = threading.Lock()
         self._cat_codes: dict[str, dict[str, int]] = {n: {} for n, s in schema.features.items() if isinstance(s, Category)}
         self._cat_values: dict[str, np.ndarray] = {n: np.array([None], dtype=object) for n in self._cat_codes}
-        self._bloom_lock = threading.RLock()
-        self._bloom: BloomFilter | None = None
-        self._bloom_seq = 0
-        self._bloom_txnid = -1
-        self._bloom_saved_seq = -1
-        self._unsaved_keys = 0
+        self._bloom_state = BloomState(self)
+        self._indexes = {
+            n: VectorIndex(self, n) for n, s in schema.features.items() if isinstance(s, Vector) and s.index is not None
+        }
+        self._filter_state = FilterColumns(self)
 
     # -- plumbing ------------------------------------------------------------
 
@@ -120,7 +125,8 @@ class Table:
 
     def _reset_locks(self) -> None:
         self._cat_lock = threading.Lock()
-        self._bloom_lock = threading.RLock()
+        for d in self._all_derived():
+            d.reset_locks()
 
     def _invalidate(self) -> None:
         self._valid = False
@@ -136,8 +142,11 @@ class Table:
     def _ids(self, ids: Any) -> IdBatch:
         return normalize_ids(ids, self._store.seed, self._store.hash_bits)
 
+    def _all_derived(self) -> list[Derived]:
+        return [self._bloom_state, *self._indexes.values(), self._filter_state]
+
     def _consumer_keys(self) -> list[bytes]:
-        return [b"consumer:%d:bloom" % self.schema.table_id]
+        return [d.consumer_key for d in self._all_derived() if d.persistent]
 
     def __len__(self) -> int:
         self._open()
@@ -386,6 +395,14 @@ class Table:
             values = self._load_categories(name)
         return values[codes]
 
+    def _category_code(self, name: str, value: str) -> int | None:
+        """The dictionary code of a category string, or None when no row ever held it."""
+        code = self._cat_codes[name].get(value)
+        if code is None:
+            self._load_categories(name)
+            code = self._cat_codes[name].get(value)
+        return code
+
     def _load_categories(self, name: str) -> np.ndarray:
         slot = self.schema.feature_index[name].to_bytes(2, "big")
         prefix = slot + b"c"
@@ -581,109 +598,131 @@ class Table:
         for rows in self.scan(batch_size=batch_size, features=[]):
             yield list(rows.ids)
 
-    # -- Bloom filter --------------------------------------------------------
+    # -- derived state (docs/format.md: change log and consumers) -------------
 
-    def _bloom_path(self) -> Path:
-        return self._store.path / "bloom" / f"t{self.schema.table_id}.bloom"
+    def _sync_bloom(self) -> Any:
+        return self._bloom_state.sync().bloom  # type: ignore[attr-defined]
 
-    def _sync_bloom(self) -> BloomFilter:
-        """Bring this process's Bloom filter up to the newest commit (cheap when nothing changed)."""
-        txnid = self._env.last_txnid()
-        bloom = self._bloom
-        if bloom is not None and txnid == self._bloom_txnid:
-            return bloom
-        self._open()
-        with self._bloom_lock, self._env.read() as txn:
-            self._check_valid(txn)
-            # Record the snapshot this transaction reads, not the txnid read above:
-            # a commit can show in the meta page before a new reader sees it.
-            txnid = txn.id()
-            log = self._db("log")
-            head, first = changelog.head(txn, log), changelog.first(txn, log)
-            stale = self._bloom is None or self._bloom_seq > head or (first > self._bloom_seq + 1 and self._bloom_seq < head)
-            if stale:
-                self._load_or_rebuild_bloom(txn, head, first)
-            assert self._bloom is not None
-            if self._bloom_seq < head:
-                for entry in changelog.entries(txn, log, self._bloom_seq):
-                    if entry.op == changelog.OP_PUT:
-                        self._unsaved_keys += self._bloom.add(entry.keys)
-                self._bloom_seq = head
-            self._bloom_txnid = txnid
-            return self._bloom
-
-    def _load_or_rebuild_bloom(self, txn: Any, head: int, first: int) -> None:
-        try:
-            bloom, meta = BloomFilter.load(self._bloom_path())
-            seq = int(meta.get("seq", -1))
-            usable = (
-                meta.get("store_uuid") == self._store.uuid
-                and meta.get("table_id") == self.schema.table_id
-                and 0 <= seq <= head
-                and (seq >= first - 1 or seq == head)
-            )
-        except (FileNotFoundError, CorruptionError):
-            usable = False
-        if usable:
-            self._bloom, self._bloom_seq, self._bloom_saved_seq = bloom, seq, seq
-            self._unsaved_keys = 0
-            return
-        # Rebuild from the rows: LMDB is the source of truth.
-        keys = np.frombuffer(
-            b"".join(txn.cursor(self._db("rows")).iternext(keys=True, values=False)), dtype=">u8"
-        ).astype(np.uint64)
-        capacity = max(self.schema.expected_size, len(keys) + len(keys) // 2)
-        bloom = BloomFilter(capacity=capacity, fpr=self.schema.bloom_fpr)
-        bloom.add(keys)
-        self._bloom, self._bloom_seq, self._bloom_saved_seq = bloom, head, -1
-        self._unsaved_keys = len(keys)
+    def _index(self, feature: str) -> VectorIndex:
+        return self._indexes[feature]
 
     def _after_write(self, log_seq: int) -> None:
         """Keep derived state moving after a commit, so the change log stays short.
 
-        The filter is built lazily by the first ``may_contain``; a process that
-        only writes still builds it once the log holds ``_LOG_SOFT_LIMIT``
-        unabsorbed entries, because only a persisted snapshot lets the log be trimmed.
+        A Bloom filter this process already holds absorbs the commit now; other
+        consumers (and a filter not built yet) catch up lazily on their next
+        read, except that once ``LOG_SOFT_LIMIT`` entries pile up a writer
+        brings every persistent consumer up to date and saves it, because only
+        saved snapshots let the log be trimmed.
         """
-        if self._bloom is None and log_seq - max(self._bloom_saved_seq, 0) < _LOG_SOFT_LIMIT:
-            return
-        bloom = self._sync_bloom()
-        if self._unsaved_keys > max(100_000, bloom.count // 20) or self._bloom_seq - self._bloom_saved_seq >= _LOG_SOFT_LIMIT:
-            self._persist_derived(force=True)
+        for d in self._all_derived():
+            if not d.persistent:
+                continue
+            behind = log_seq - max(d.saved_seq, 0) >= LOG_SOFT_LIMIT
+            if behind or (d is self._bloom_state and d.ready):
+                d.sync()
+                d.persist(force=behind and log_seq - max(d.saved_seq, 0) >= LOG_SOFT_LIMIT)
 
     def _persist_derived(self, *, force: bool) -> None:
-        """Save the Bloom snapshot and trim change-log entries every derived file has absorbed."""
-        if self._store.readonly or not self._valid or self._bloom is None:
-            return
-        with self._bloom_lock:
-            if self._bloom_saved_seq == self._bloom_seq and not force:
-                return
-            if self._bloom_saved_seq == self._bloom_seq:
-                return
-            seq = self._bloom_seq
-            self._bloom.save(
-                self._bloom_path(), {"seq": seq, "table_id": self.schema.table_id, "store_uuid": self._store.uuid}
-            )
-            self._bloom_saved_seq = seq
-            self._unsaved_keys = 0
-        meta_key = self._consumer_keys()[0]
+        """Save derived snapshots that have something new and are worth saving (all with ``force``)."""
+        for d in self._all_derived():
+            d.persist(force=force or d.save_on_close)
+
+    def _record_consumer(self, key: bytes, seq: int) -> None:
+        """Record a consumer's saved position and trim the log up to the slowest consumer."""
         meta = self._env.db(b"meta")
+        keys = self._consumer_keys()
 
         def record(txn: Any) -> None:
             self._check_valid(txn)
-            txn.put(meta_key, seq.to_bytes(8, "little"), db=meta)
-            upto = min(int.from_bytes(txn.get(k, db=meta) or b"\0" * 8, "little") for k in self._consumer_keys())
+            txn.put(key, seq.to_bytes(8, "little"), db=meta)
+            upto = min(int.from_bytes(txn.get(k, db=meta) or b"\0" * 8, "little") for k in keys)
             changelog.truncate(txn, self._db("log"), upto)
 
         self._open()
         try:
-            self._env.write(record, action=f"recording the Bloom snapshot of table {self.name!r}")
+            self._env.write(record, action=f"recording a derived snapshot of table {self.name!r}")
         except TableNotFoundError:
             self._remove_derived_files()  # dropped elsewhere meanwhile: leave no orphan file
             raise
 
     def _remove_derived_files(self) -> None:
-        self._bloom_path().unlink(missing_ok=True)
+        for d in self._all_derived():
+            d.remove_files()
+
+    # -- vector search -------------------------------------------------------
+
+    def search(
+        self,
+        query: Any,
+        k: int = 10,
+        *,
+        feature: str | None = None,
+        ef: int | None = None,
+        exact: bool = False,
+        rerank: int | None = None,
+        where: Mapping[str, Any] | None = None,
+        among: Any = None,
+        threads: int = 0,
+    ) -> SearchResult:
+        """The ``k`` rows nearest to ``query`` (1-D vector) or to each row of a 2-D batch.
+
+        ``feature`` names the vector feature (default: the table's only one).
+        ``ef`` widens the HNSW search (recall for speed); ``exact=True``
+        searches exactly over the stored vectors; ``rerank`` (default 4 for an
+        i8 index, 16 for b1, else off) fetches ``k * rerank`` candidates and
+        reorders them by exact distance.  ``where`` filters on scalar and
+        category features (see vecstore.filters), ``among`` restricts to an
+        allow-list of IDs; a filtered search still returns ``k`` hits whenever
+        ``k`` rows match.  ``threads`` parallelizes a batch (0: all cores).
+        The index first catches up with every commit, from any process.
+
+        Example::
+
+            hits = items.search(user_vec, k=10, where={"category": "books", "price": ("<", 20.0)})
+            hits.ids, hits.distances
+        """
+        return search(
+            self, query, k, feature=feature, ef=ef, exact=exact, rerank=rerank, where=where, among=among, threads=threads
+        )
+
+    def search_by_id(self, id: Any, k: int = 10, **kwargs: Any) -> SearchResult:
+        """The ``k`` rows nearest to a stored row's vector, excluding that row.
+
+        Takes the keyword arguments of :meth:`search`; raises IdNotFoundError
+        when the ID has no row.
+
+        Example::
+
+            similar = items.search_by_id("item-42", k=5)
+        """
+        return search_by_id(self, id, k, **kwargs)
+
+    def rebuild_index(self, feature: str | None = None, *, progress: Any = None) -> IndexInfo:
+        """Rebuild a vector feature's HNSW index from the rows and save it.
+
+        Drops the memory of removed vectors (tombstones).  ``progress`` is
+        called as ``progress(rows_done, rows_total)`` while it builds.
+
+        Example::
+
+            items.rebuild_index("embedding", progress=lambda done, total: print(done, total))
+        """
+        name = feature if feature is not None else next(iter(self._indexes), None)
+        if name is None or name not in self._indexes:
+            raise UnknownFeatureError(
+                f"table {self.name!r} has no indexed vector feature {feature!r} (indexed: {', '.join(self._indexes) or 'none'})"
+            )
+        vi = self._indexes[name]
+        vi.rebuild(progress)
+        return self._index_infos([name])[0]
+
+    def _index_infos(self, names: list[str] | None = None) -> list[IndexInfo]:
+        self._open()
+        with self._env.read() as txn:
+            self._check_valid(txn)
+            head = changelog.head(txn, self._db("log"))
+        return [self._indexes[n].info(head) for n in (names if names is not None else self._indexes)]
 
     # -- reports -------------------------------------------------------------
 
@@ -719,75 +758,24 @@ class Table:
                 count=bloom.count,
                 num_filters=bloom.num_filters,
                 bytes=bloom.nbytes,
-                seq=self._bloom_seq,
+                seq=self._bloom_state.seq,
             ),
             log_entries=stats[3]["entries"],
             expected_size=self.schema.expected_size,
+            indexes=self._index_infos(),
         )
 
     def verify(self) -> list[str]:
-        """Check every row decodes and sits under its ID's hash, ID lists belong to rows,
-        and the Bloom filter has no false negative; return the problems found (empty: healthy)."""
-        problems: list[str] = []
-        bloom = self._sync_bloom()
-        W = self.schema.record_size
-        self._open()
-        with self._env.read() as txn:
-            self._check_valid(txn)
-            row_keys: list[bytes] = []
-            stored_ids: list[Any] = []
-            records: list[bytes] = []
-            for k, v in txn.cursor(self._db("rows")):
-                row_keys.append(k)
-                if len(v) <= W:
-                    problems.append(f"{self.name}: row {k.hex()} has {len(v)} bytes, expected {W} plus its ID")
-                    continue
-                records.append(v[:W])
-                try:
-                    stored_ids.append((k, decode_id(v[W:])))
-                except (InvalidIdError, UnicodeDecodeError, IndexError):
-                    problems.append(f"{self.name}: stored ID of key {k.hex()} does not decode")
-            if stored_ids:
-                expect = self._ids([i for _, i in stored_ids]).keys
-                got = np.frombuffer(b"".join(k for k, _ in stored_ids), dtype=">u8").astype(np.uint64)
-                for j in np.flatnonzero(expect != got)[:10].tolist():
-                    problems.append(f"{self.name}: ID {stored_ids[j][1]!r} is stored under key {int(got[j]):#x}, not its hash")
-            rowset = set(row_keys)
-            for k, v in txn.cursor(self._db("var")):
-                if k[:8] not in rowset:
-                    problems.append(f"{self.name}: ID list entry for missing row {k[:8].hex()}")
-                try:
-                    if not isinstance(msgpack.unpackb(v), list):
-                        raise ValueError("not a list")
-                except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
-                    problems.append(f"{self.name}: ID list of row {k[:8].hex()} does not decode")
-        rec = np.frombuffer(b"".join(records), dtype=self.schema.record_dtype)
-        for name in self._cat_codes:
-            try:
-                known = len(self._load_categories(name))
-            except CorruptionError as e:
-                problems.append(f"{self.name}: {e.message}")
-                continue
-            bad = int((rec[name] >= known).sum())
-            if bad:
-                problems.append(f"{self.name}: {bad} rows hold {name!r} codes missing from its dictionary")
-        if row_keys:
-            keys = np.frombuffer(b"".join(row_keys), dtype=">u8").astype(np.uint64)
-            misses = int((~bloom.may_contain(keys)).sum())
-            if misses:
-                problems.append(f"{self.name}: Bloom filter misses {misses} stored keys (false negatives)")
-        return problems
+        """Check rows, ID lists, category dictionaries, the Bloom filter and every index
+        against each other; return one line per problem found (empty: healthy).
+
+        Example::
+
+            assert items.verify() == []
+        """
+        return verify_table(self)
 
     def rebuild_bloom(self) -> BloomInfo:
         """Rebuild the Bloom filter from the rows (drops deleted IDs) and persist it."""
-        self._open()
-        with self._bloom_lock, self._env.read() as txn:
-            self._check_valid(txn)
-            log = self._db("log")
-            self._bloom_saved_seq = -2
-            bloom_path = self._bloom_path()
-            bloom_path.unlink(missing_ok=True)
-            self._load_or_rebuild_bloom(txn, changelog.head(txn, log), changelog.first(txn, log))
-            self._bloom_txnid = -1
-        self._persist_derived(force=True)
+        self._bloom_state.rebuild()
         return self.info().bloom

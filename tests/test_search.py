@@ -1,0 +1,255 @@
+"""Vector search: recall against exact search, consistency with the rows, filters, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import vecstore
+
+N, DIM = 2000, 32
+
+
+def clustered(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
+    """Vectors around 40 centres: closer to real embeddings than uniform noise."""
+    centres = rng.normal(size=(40, dim))
+    x = centres[rng.integers(0, 40, n)] + 0.35 * rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def make(store, rng, *, dtype="f32", index=None, metric="cos", n=N, name="items"):
+    spec = vecstore.Vector(DIM, dtype=dtype, metric=metric, index=index if index is not None else vecstore.HNSW())
+    t = store.create_table(name, {"embedding": spec, "category": vecstore.Category(), "price": vecstore.Scalar("f32")})
+    vecs = clustered(rng, n)
+    ids = [f"item-{i}" for i in range(n)]
+    cats = np.array(["books", "toys", "food", "garden"])[np.arange(n) % 4]
+    t.put(ids, {"embedding": vecs, "category": cats.tolist(), "price": (np.arange(n) % 100).astype(np.float32)})
+    return t, ids, vecs
+
+
+def recall(hits, truth) -> float:
+    return float(np.mean([len(set(a.tolist()) & set(b.tolist())) / len(b) for a, b in zip(hits.keys, truth.keys)]))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "index", "floor"),
+    [
+        ("f32", vecstore.HNSW(), 0.95),
+        ("f16", vecstore.HNSW(), 0.95),
+        ("f16", vecstore.HNSW(dtype="i8"), 0.95),  # reranked by default
+    ],
+)
+def test_recall_against_exact_search(store, rng, dtype, index, floor):
+    t, _, _ = make(store, rng, dtype=dtype, index=index)
+    queries = clustered(np.random.default_rng(1), 200)
+    truth = t.search(queries, k=10, exact=True)
+    hits = t.search(queries, k=10)
+    assert hits.batched and len(hits) == 200
+    assert all(len(k) == 10 for k in hits.keys)
+    assert recall(hits, truth) >= floor
+
+
+def test_binary_index_candidates_are_reranked_exactly(store, rng):
+    # Sign bits keep what sign-structured vectors (like many real embeddings) share.
+    t = store.create_table("bits", {"v": vecstore.Vector(128, index=vecstore.HNSW(dtype="b1"))})
+    base = np.sign(rng.normal(size=(2000, 128))).astype(np.float32)
+    vecs = base + 0.3 * rng.normal(size=base.shape).astype(np.float32)
+    t.put(list(range(2000)), {"v": vecs})
+    q = vecs[:100] + 0.3 * rng.normal(size=(100, 128)).astype(np.float32)
+    truth = t.search(q, k=10, exact=True)
+    hits = t.search(q, k=10)
+    assert recall(hits, truth) >= 0.95
+    # Distances are exact cosine distances (the rerank's), not Hamming counts.
+    np.testing.assert_allclose(hits.distances[0][:3], truth.distances[0][:3], atol=1e-5)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_other_metrics_match_exact_distances(store, rng, metric):
+    t, _, vecs = make(store, rng, metric=metric)
+    q = vecs[:20] * 1.5
+    truth = t.search(q, k=5, exact=True)
+    hits = t.search(q, k=5, ef=256)
+    assert recall(hits, truth) >= 0.95
+    # Reported distances are the metric's, whichever path found the row.
+    for qi in range(3):
+        v = t.get(hits.ids[qi], features=["embedding"])["embedding"]
+        want = ((v - q[qi]) ** 2).sum(1) if metric == "l2" else 1 - v @ q[qi]
+        np.testing.assert_allclose(hits.distances[qi], want, rtol=1e-4, atol=1e-4)
+
+
+def test_exact_search_is_numpy_ground_truth(store, rng):
+    t, ids, vecs = make(store, rng, n=300)
+    q = clustered(np.random.default_rng(5), 1)[0]
+    hits = t.search(q, k=7, exact=True)
+    d = 1 - vecs @ q / np.linalg.norm(q)
+    order = np.argsort(d, kind="stable")[:7]
+    assert hits.ids == [ids[i] for i in order]
+    np.testing.assert_allclose(hits.distances, d[order], atol=1e-5)
+
+
+def test_deleted_and_replaced_vectors_are_never_returned(store, rng):
+    t, ids, vecs = make(store, rng)
+    t.search(vecs[0], k=1)  # build the index first, so what follows is caught up incrementally
+    gone = ids[:200]
+    t.delete(gone)
+    hits = t.search(vecs[:200], k=10)
+    assert not set(sum(hits.ids, [])) & set(gone)
+    # An upsert that moves item-500 onto item-900's vector: the old position is forgotten.
+    t.put(["item-500"], {"embedding": vecs[900:901]})
+    near_new = t.search(vecs[900], k=2)
+    assert set(near_new.ids) == {"item-500", "item-900"}
+    near_old = t.search(vecs[500], k=5, exact=True)
+    assert "item-500" not in near_old.ids
+    assert "item-500" not in t.search(vecs[500], k=5).ids or near_old.ids[0] == "item-500"
+    # A partial put that does not carry the vector keeps it indexed.
+    t.put(["item-900"], {"price": [1.0]})
+    assert t.search(vecs[900], k=1).ids in (["item-900"], ["item-500"])
+    assert t.verify() == []
+
+
+def test_filtered_search_returns_k_matching_rows(store, rng):
+    t, ids, vecs = make(store, rng)
+    q = clustered(np.random.default_rng(2), 20)
+    cases = [
+        {"category": "books"},  # 25%: HNSW with oversampling
+        {"category": {"books", "toys", "food"}},  # 75%
+        {"category": "toys", "price": ("<", 4.0)},  # 0.25%: exact over the matches
+        {"price": ("between", 10, 19)},
+        {"category": ("not in", ["books"])},
+    ]
+    rows = t.get(ids, features=["category", "price"])
+    for where in cases:
+        match = np.ones(N, dtype=bool)
+        for f, cond in where.items():
+            col = rows[f]
+            if isinstance(cond, set):
+                match &= np.isin(col, list(cond))
+            elif isinstance(cond, tuple) and cond[0] == "<":
+                match &= col < cond[1]
+            elif isinstance(cond, tuple) and cond[0] == "between":
+                match &= (col >= cond[1]) & (col <= cond[2])
+            elif isinstance(cond, tuple) and cond[0] == "not in":
+                match &= ~np.isin(col, cond[1])
+            else:
+                match &= col == cond
+        allowed = {ids[i] for i in np.flatnonzero(match)}
+        hits = t.search(q, k=10, where=where)
+        truth = t.search(q, k=10, where=where, exact=True)
+        want = min(10, len(allowed))
+        assert all(len(h) == want for h in hits.ids), where
+        assert set(sum(hits.ids, [])) <= allowed, where
+        assert recall(hits, truth) >= 0.95, where
+
+
+def test_filter_with_few_matches_and_allow_list(store, rng):
+    t, ids, vecs = make(store, rng)
+    # Three matching rows: fewer than k, so the result holds exactly those.
+    hits = t.search(vecs[0], k=10, where={"price": ("==", 7.0), "category": "food"})
+    assert sorted(hits.ids) == sorted(ids[i] for i in range(N) if i % 100 == 7 and i % 4 == 2)
+    allowed = ids[1000:1500] + ["not-stored"]
+    hits = t.search(vecs[:5], k=10, among=allowed)
+    assert all(len(h) == 10 for h in hits.ids)
+    assert set(sum(hits.ids, [])) <= set(allowed)
+    # A large allow-list goes through the index and still returns k.
+    big = ids[::2]
+    hits = t.search(vecs[:5], k=10, among=big, where={"category": ("!=", "garden")})
+    assert all(len(h) == 10 for h in hits.ids)
+    assert set(sum(hits.ids, [])) <= set(big)
+    assert t.search(vecs[0], k=10, where={"category": "no-such-category"}).ids == []
+    assert t.search(vecs[0], k=10, among=[]).ids == []
+
+
+def test_filters_follow_writes(store, rng):
+    t, ids, vecs = make(store, rng)
+    assert len(t.search(vecs[0], k=10, where={"category": "new"}).ids) == 0
+    t.put(ids[:3], {"category": ["new"] * 3})
+    assert sorted(t.search(vecs[0], k=10, where={"category": "new"}).ids) == sorted(ids[:3])
+    t.delete(ids[0])
+    assert sorted(t.search(vecs[0], k=10, where={"category": "new"}).ids) == sorted(ids[1:3])
+
+
+def test_search_by_id_excludes_itself(store, rng):
+    t, ids, vecs = make(store, rng)
+    hits = t.search_by_id("item-42", k=5)
+    assert len(hits.ids) == 5 and "item-42" not in hits.ids
+    truth = t.search(vecs[42], k=6, exact=True)
+    assert set(hits.ids) <= set(truth.ids) | set(t.search(vecs[42], k=20, exact=True).ids)
+    assert "item-42" not in t.search_by_id("item-42", k=3, where={"category": "food"}).ids
+    with pytest.raises(vecstore.IdNotFoundError):
+        t.search_by_id("nope")
+    t.put(["novec"], {"price": [1.0]})
+    with pytest.raises(vecstore.InvalidValueError, match="no 'embedding' vector"):
+        t.search_by_id("novec")
+
+
+def test_results_as_arrow_and_python(store, rng):
+    t, ids, vecs = make(store, rng, n=100)
+    one = t.search(vecs[3], k=3)
+    assert isinstance(one.keys, np.ndarray) and one.distances.dtype == np.float32
+    assert one.ids[0] == "item-3" and one.to_pylist()[0]["id"] == "item-3"
+    assert one.to_arrow().column_names == ["rank", "id", "key", "distance"]
+    batch = t.search(vecs[:2], k=3)
+    table = batch.to_arrow()
+    assert table.column_names == ["query", "rank", "id", "key", "distance"]
+    assert table.num_rows == 6 and table.schema.field("key").type == pa.uint64()
+    assert [len(x) for x in batch.to_pylist()] == [3, 3]
+    # More hits asked for than rows: only real rows come back (usearch pads with key 0).
+    assert len(t.search(vecs[0], k=500).ids) == 100
+
+
+def test_unindexed_vectors_search_exactly(store, rng):
+    t = store.create_table("raw", {"v": vecstore.Vector(DIM, index=None)})
+    vecs = clustered(rng, 50)
+    t.put(list(range(50)), {"v": vecs})
+    assert t.search(vecs[7], k=1).ids == [7]
+    assert t.info().indexes == []
+    with pytest.raises(vecstore.UnknownFeatureError):
+        t.rebuild_index()
+
+
+def test_bad_search_input_raises_clear_errors(store, rng):
+    t, _, vecs = make(store, rng, n=50)
+    t2 = store.create_table("two", {"a": vecstore.Vector(4), "b": vecstore.Vector(4), "n": vecstore.IdList()})
+    bad = [
+        (lambda: t.search(np.zeros(DIM + 1)), vecstore.InvalidValueError, "dimension"),
+        (lambda: t.search(np.full(DIM, np.nan)), vecstore.InvalidValueError, "NaN"),
+        (lambda: t.search(np.zeros((2, 2, DIM))), vecstore.InvalidValueError, "dimension"),
+        (lambda: t.search("text"), vecstore.InvalidValueError, "query"),
+        (lambda: t.search(vecs[0], k=0), vecstore.InvalidValueError, "k must"),
+        (lambda: t.search(vecs[0], k=True), vecstore.InvalidValueError, "k must"),
+        (lambda: t.search(vecs[0], ef=0), vecstore.InvalidValueError, "ef must"),
+        (lambda: t.search(vecs[0], rerank=-1), vecstore.InvalidValueError, "rerank"),
+        (lambda: t.search(vecs[0], feature="nope"), vecstore.UnknownFeatureError, "nope"),
+        (lambda: t.search(vecs[0], feature="price"), vecstore.InvalidValueError, "not a vector"),
+        (lambda: t.search(vecs[0], where={"embedding": 1.0}), vecstore.InvalidValueError, "vector feature"),
+        (lambda: t.search(vecs[0], where={"nope": 1.0}), vecstore.UnknownFeatureError, "nope"),
+        (lambda: t.search(vecs[0], where={"price": ("~", 1)}), vecstore.InvalidValueError, "operator"),
+        (lambda: t.search(vecs[0], where={"price": "cheap"}), vecstore.InvalidValueError, "number"),
+        (lambda: t.search(vecs[0], where={"category": ("<", "b")}), vecstore.InvalidValueError, "category"),
+        (lambda: t.search(vecs[0], where=[("price", 1)]), vecstore.InvalidValueError, "dict"),
+        (lambda: t2.search(np.zeros(4)), vecstore.InvalidValueError, "several vector features"),
+        (lambda: t2.search(np.zeros(4), feature="a", where={"n": 1}), vecstore.InvalidValueError, "idlist"),
+        (lambda: t.search_by_id(["a", "b"]), vecstore.InvalidValueError, "one ID"),
+    ]
+    for call, exc, text in bad:
+        with pytest.raises(exc, match=text):
+            call()
+    with pytest.raises(vecstore.SchemaError):
+        vecstore.HNSW(dtype="f64")
+    with pytest.raises(vecstore.SchemaError):
+        vecstore.HNSW(connectivity=1)
+
+
+def test_rebuild_index_reports_progress_and_info(store, rng):
+    t, _, vecs = make(store, rng)
+    seen = []
+    info = t.rebuild_index("embedding", progress=lambda done, total: seen.append((done, total)))
+    assert seen and seen[-1] == (N, N)
+    assert info.vectors == N and info.tombstones == 0 and info.loaded and info.behind == 0 and info.file_bytes > 0
+    t.delete([f"item-{i}" for i in range(10)])
+    info = t.info().indexes[0]
+    assert info.behind == 1  # caught up on the next search
+    t.search(vecs[0], k=1)
+    info = t.info().indexes[0]
+    assert info.behind == 0 and info.vectors == N - 10 and info.tombstones == 10
