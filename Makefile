@@ -29,6 +29,8 @@ test-slow: $(STAMP)
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_kv.py
+	$(BIN)/python benchmarks/bench_search.py
+	$(BIN)/python benchmarks/plot_search.py
 
 docs: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[docs]'

@@ -253,3 +253,26 @@ def test_rebuild_index_reports_progress_and_info(store, rng):
     t.search(vecs[0], k=1)
     info = t.info().indexes[0]
     assert info.behind == 0 and info.vectors == N - 10 and info.tombstones == 10
+
+
+def test_id_cache_never_serves_a_stale_id(store, rng):
+    t, ids, vecs = make(store, rng, n=200)
+    assert t.search(vecs[3], k=1).ids == ["item-3"]
+    assert t.search(vecs[3], k=1).ids == ["item-3"]  # served from the key -> ID cache
+    t.delete("item-3")
+    assert "item-3" not in t.search(vecs[3], k=5).ids
+    t.put([b"item-3"], {"embedding": vecs[3:4]})  # same entity, now stored spelled as bytes
+    assert t.search(vecs[3], k=1).ids == [b"item-3"]
+    assert t.search(vecs[3], k=1).ids == [b"item-3"]
+
+
+def test_empty_batch_and_binary_storage(store, rng):
+    t = store.create_table("signs", {"v": vecstore.Vector(64, dtype="b1")})
+    vecs = np.sign(rng.normal(size=(300, 64))).astype(np.float32)
+    t.put(list(range(300)), {"v": vecs})
+    assert t.search(np.zeros((0, 64)), k=3).ids == []
+    hits = t.search(vecs[:5], k=3)
+    exact = t.search(vecs[:5], k=3, exact=True)
+    # A b1 index over b1 vectors still reports the feature's (cosine) distances.
+    np.testing.assert_allclose(np.array(hits.distances)[:, 0], np.array(exact.distances)[:, 0], atol=1e-5)
+    assert [h[0] for h in hits.ids] == [0, 1, 2, 3, 4]

@@ -51,6 +51,8 @@ USEARCH_METRIC = {"cos": "cos", "l2": "l2sq", "ip": "ip"}
 # (and this many, so small tables do not rebuild on every delete).
 TOMBSTONE_RATIO = 0.25
 TOMBSTONE_MIN = 256
+# Bound on the key -> ID cache (cleared when it grows past it).
+_ID_CACHE_MAX = 2_000_000
 # Rows decoded per chunk when building from a scan (bounds memory on big tables).
 _BUILD_CHUNK = 65_536
 
@@ -78,6 +80,10 @@ class VectorIndex(Derived):
         self.dtype = self.hnsw.dtype or spec.dtype
         self.metric = "hamming" if self.dtype == "b1" else USEARCH_METRIC[spec.metric]
         self.index: Index | None = None
+        # key -> original ID of rows search returned, valid for the snapshot the
+        # index reflects (entries are dropped for every key a change touches):
+        # spares the row read per hit that otherwise dominates a search's overhead.
+        self.ids: dict[int, Any] = {}
         self.view = False
         self.view_path: Path | None = None
         self.tombstones = 0
@@ -144,6 +150,7 @@ class VectorIndex(Derived):
                 self.load_problem = f"index snapshot {path.name} was unreadable and was rebuilt from the rows ({e})"
                 continue
             self.index, self.view, self.view_path = index, view, path if view else None
+            self.ids = {}
             self.tombstones = int(meta.get("count_deleted", 0))
             self.seq, self.saved_seq, self.unsaved = seq, seq, 0
             return True
@@ -181,6 +188,7 @@ class VectorIndex(Derived):
                 flush()
         flush()
         self.index, self.view, self.view_path = index, False, None
+        self.ids = {}
         self.tombstones = 0
         self.unsaved = len(index) or 1
 
@@ -197,6 +205,12 @@ class VectorIndex(Derived):
         if len(keys) == 0:
             return
         index = self._writable()
+        if len(self.ids) > _ID_CACHE_MAX:
+            self.ids = {}
+        else:
+            pop = self.ids.pop
+            for k in keys.tolist():
+                pop(k, None)
         cur = txn.cursor(self.table._db("rows"))
         vals = list(map(cur.get, key_bytes(keys)))
         found = np.fromiter(map(bool, vals), dtype=bool, count=len(vals))
