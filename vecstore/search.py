@@ -448,7 +448,7 @@ def _hnsw(
     if rerank and ef is None:
         # A quantized graph navigates less precisely: a beam three times the
         # candidate count keeps the candidates worth reranking (on the 384-d
-        # embeddings: i8 recall@10 0.976 at 2x, 0.988 at 3x; benchmarks.md).
+        # embeddings: i8 recall@10 0.9752 at 2x, 0.9852 at 3x; benchmarks.md).
         ef = max(vi.hnsw.expansion_search, 3 * need)
     if allowed is None and exclude is None:
         # The common case: one index call; padding sliced off by counts.
