@@ -93,5 +93,36 @@ def info(path: str, table: str | None, as_json: bool) -> None:
                    f"configured fpr {b.configured_fpr}, estimated {b.estimated_fpr:.5f}")
 
 
+@main.command()
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option("--unix", "unix", metavar="SOCK", help="Listen on this Unix socket (created with mode 0600).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="TCP address (non-loopback needs --token-file).")
+@click.option("--port", default=7420, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
+@click.option("--token-file", type=click.Path(dir_okay=False, exists=True),
+              help="File holding the shared secret clients must send.")
+@click.option("--read-only", is_flag=True, help="Open the store read-only and refuse every write.")
+@click.option("--max-frame-bytes", default=64 << 20, show_default=True, type=click.IntRange(1024, (1 << 32) - 1),
+              help="Largest request frame; a bigger one is refused and its connection closed.")
+@click.option("--max-connections", default=1024, show_default=True, type=click.IntRange(1), help="Concurrent clients.")
+def serve(path: str, unix: str | None, host: str, port: int, token_file: str | None, read_only: bool,
+          max_frame_bytes: int, max_connections: int) -> None:
+    """Serve the store at PATH to other processes (the sidecar server) until SIGTERM/SIGINT.
+
+    \b
+    Example:
+      vecstore serve ./shop.vs --unix /run/vecstore.sock
+      vecstore serve ./shop.vs --host 127.0.0.1 --port 7420 --token-file /etc/vecstore/token
+    """
+    # Imported here: only this command needs asyncio and sockets.
+    from vecstore.server import serve as run_server
+
+    def ready(server: Any) -> None:
+        click.echo(f"vecstore {vecstore.__version__} serving {path} on {server.address}"
+                   f"{' (read-only)' if server.read_only else ''}", err=True)
+
+    run_server(path, unix=unix, host=host, port=port, token_file=token_file, read_only=read_only,
+               max_frame_bytes=max_frame_bytes, max_connections=max_connections, ready=ready)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

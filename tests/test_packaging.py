@@ -11,11 +11,16 @@ import vecstore
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 PUBLIC_API = [
-    "BloomInfo", "Category", "CorruptionError", "FORMAT_VERSION", "FeatureInfo", "FormatVersionError",
-    "HNSW", "IdCollisionError", "IdList", "IdNotFoundError", "IndexInfo", "InvalidIdError", "InvalidValueError", "NotAStoreError",
-    "ReadOnlyError", "Rows", "Scalar", "SchemaError", "SearchResult", "StorageError", "Store", "StoreClosedError",
-    "StoreInfo", "StoreNotFoundError", "Table", "TableExistsError", "TableInfo", "TableNotFoundError",
-    "UnknownFeatureError", "VecstoreError", "Vector", "__version__", "hash_ids", "open",
+    "AuthenticationError", "BloomInfo", "Category", "CorruptionError", "DriftReport", "ExportError", "ExportResult",
+    "FORMAT_VERSION", "FeatureDrift", "FeatureInfo", "FeatureLog",
+    "FormatVersionError", "HNSW", "IdCollisionError", "IdList", "IdNotFoundError", "IndexInfo",
+    "InvalidIdError", "InvalidValueError", "LogInfo", "LogStats", "NotAStoreError", "OpStats", "ProtocolError",
+    "PruneReport", "ReadOnlyError",
+    "RemoteError", "Rows", "Scalar", "SchemaError", "SearchResult", "ServerConnectionError", "ServerStats",
+    "ServerTimeoutError", "StorageError", "Store", "StoreClosedError", "StoreInfo", "StoreNotFoundError",
+    "Table", "TableExistsError", "TableInfo", "TableNotFoundError", "UnknownFeatureError",
+    "UnsupportedOperationError", "VecstoreError", "Vector", "__version__", "aconnect", "connect",
+    "hash_ids", "open",
 ]
 
 

@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 
 from .errors import (  # noqa: E402
     CorruptionError,
+    ExportError,
     FormatVersionError,
     IdCollisionError,
     IdNotFoundError,
@@ -42,20 +43,47 @@ from .errors import (  # noqa: E402
     UnknownFeatureError,
     VecstoreError,
 )
+from .featurelog import (  # noqa: E402
+    DriftReport,
+    ExportResult,
+    FeatureDrift,
+    FeatureLog,
+    LogInfo,
+    LogStats,
+    PruneReport,
+)
 from .features import HNSW, Category, IdList, Scalar, Vector  # noqa: E402
 from .hashing import hash_ids  # noqa: E402
 from .info import BloomInfo, FeatureInfo, IndexInfo, StoreInfo, TableInfo  # noqa: E402
+from .remote import (  # noqa: E402
+    AuthenticationError,
+    OpStats,
+    ProtocolError,
+    RemoteError,
+    ServerConnectionError,
+    ServerStats,
+    ServerTimeoutError,
+    UnsupportedOperationError,
+    aconnect,
+    connect,
+)
 from .rows import Rows  # noqa: E402
 from .search import SearchResult  # noqa: E402
 from .store import FORMAT_VERSION, Store, open  # noqa: E402
 from .table import Table  # noqa: E402
 
 __all__ = [
+    "AuthenticationError",
     "BloomInfo",
     "Category",
     "CorruptionError",
+    "DriftReport",
+    "ExportError",
+    "ExportResult",
     "FORMAT_VERSION",
+    "FeatureDrift",
     "FeatureInfo",
+    "FeatureLog",
     "FormatVersionError",
     "HNSW",
     "IdCollisionError",
@@ -64,12 +92,21 @@ __all__ = [
     "IndexInfo",
     "InvalidIdError",
     "InvalidValueError",
+    "LogInfo",
+    "LogStats",
     "NotAStoreError",
+    "OpStats",
+    "ProtocolError",
+    "PruneReport",
     "ReadOnlyError",
+    "RemoteError",
     "Rows",
     "Scalar",
     "SchemaError",
     "SearchResult",
+    "ServerConnectionError",
+    "ServerStats",
+    "ServerTimeoutError",
     "StorageError",
     "Store",
     "StoreClosedError",
@@ -80,9 +117,12 @@ __all__ = [
     "TableInfo",
     "TableNotFoundError",
     "UnknownFeatureError",
+    "UnsupportedOperationError",
     "VecstoreError",
     "Vector",
     "__version__",
+    "aconnect",
+    "connect",
     "hash_ids",
     "open",
 ]

@@ -24,6 +24,7 @@ from typing import Any
 
 __all__ = [
     "CorruptionError",
+    "ExportError",
     "FormatVersionError",
     "IdCollisionError",
     "IdNotFoundError",
@@ -171,3 +172,7 @@ def wrap_lmdb_error(exc: BaseException, action: str) -> StorageError:
         hint = _LMDB_HINTS["DiskError"]
     text = str(exc).splitlines()[0] if str(exc) else name
     return StorageError(f"{action} failed: {text}", hint=hint, cause=exc)
+
+
+class ExportError(VecstoreError):
+    """A feature-log export cannot be written: the target is not empty, or logged types disagree."""

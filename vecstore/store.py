@@ -42,6 +42,7 @@ from .errors import (
     TableExistsError,
     TableNotFoundError,
 )
+from .featurelog import FeatureLog
 from .features import Feature
 from .hashing import hash_ids
 from .info import StoreInfo
@@ -122,6 +123,7 @@ class Store:
         self._lock = threading.RLock()
         self._tables: dict[str, Table] = {}
         self._schema_gen = -1
+        self._log: FeatureLog | None = None
         try:
             self._load_or_init_meta(seed, hash_bits)
         except BaseException:
@@ -345,12 +347,31 @@ class Store:
             problems.extend(self._tables[name].verify())
         return problems
 
+    @property
+    def log(self) -> FeatureLog:
+        """The store's feature log, created on first use (docs/feature-logging.md).
+
+        Example::
+
+            store.log.retrieval("req-1", ids, scores, table="items", sample=0.01)
+        """
+        log = self._log
+        if log is None:
+            with self._lock:
+                if self._log is None:
+                    self._log = FeatureLog(self)
+                log = self._log
+        return log
+
     def flush(self) -> None:
-        """Persist derived files (Bloom snapshots) and fsync LMDB.
+        """Persist derived files (Bloom snapshots) and fsync LMDB and the feature log.
 
         Never needed for durability of rows (each commit is durable when
-        ``sync=True``); it makes the next open faster.
+        ``sync=True``); it makes the next open faster.  For the feature log it
+        is ``store.log.flush()``: what was logged survives an OS crash.
         """
+        if self._log is not None:
+            self._log.flush()
         self._refresh()
         for t in list(self._tables.values()):
             try:
@@ -363,6 +384,9 @@ class Store:
         """Persist derived files and close.  Further use raises StoreClosedError."""
         if self._env._closed:
             return
+        if self._log is not None:
+            self._log.close()  # its last records and its index first; a failure leaves the store open to retry
+            self._log = None
         if not self.readonly:
             try:
                 self._refresh()

@@ -1,0 +1,175 @@
+"""Retention and housekeeping: ``log.prune(before=t)`` and ``log.compact()``.
+
+``prune`` raises the log's *watermark* to ``t`` (nothing older is exported or
+summarized from then on, even where it still sits on disk), then reclaims
+space:
+
+* a dead segment whose every record is older than ``t`` is deleted;
+* a dead segment that straddles ``t`` is rewritten without its older records
+  (frames are copied byte for byte, fsynced, and renamed over the original in
+  the same index transaction that updates its entry);
+* statistics buckets that end at or before ``t`` and labels older than ``t``
+  are deleted from the index.  A bucket that straddles ``t`` is kept whole.
+
+This process's own segment is finished first so it can be pruned too.  A
+segment another process is still appending to is left alone and reported as
+``segments_busy``; its old records stay hidden behind the watermark until a
+later ``prune`` or ``compact`` after that process moves on to a new segment.
+
+``compact`` (what ``vecstore compact`` runs) catches the index up on every
+dead segment, cuts torn tails left by crashes, deletes segments without any
+record and leftover temporary files.
+
+Example::
+
+    report = log.prune(before=time.time() - 30 * 86400)    # keep 30 days
+    report.bytes_reclaimed
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidValueError
+from .delta import SegInfo
+from .frames import KIND_LABEL, STAGE_OF_KIND
+from .inputs import to_time
+from .segments import hold, list_segments, rewrite, scan_delta
+
+if TYPE_CHECKING:
+    from .log import FeatureLog
+
+__all__ = ["PruneReport", "compact", "prune"]
+
+_EVENT_KINDS = (*STAGE_OF_KIND, KIND_LABEL)
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What ``prune`` or ``compact`` removed, and the log's size before and after."""
+
+    before: float | None
+    segments_removed: int
+    segments_rewritten: int
+    segments_busy: int
+    records_removed: int
+    torn_bytes_dropped: int
+    stats_buckets_removed: int
+    labels_removed: int
+    bytes_before: int
+    bytes_after: int
+
+    @property
+    def bytes_reclaimed(self) -> int:
+        return self.bytes_before - self.bytes_after
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["bytes_reclaimed"] = self.bytes_reclaimed
+        return d
+
+
+def _size(paths: list[Path]) -> int:
+    total = 0
+    for p in paths:
+        try:
+            total += p.stat().st_size
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def _events(info: SegInfo) -> int:
+    return sum(info.records.get(k, 0) for k in _EVENT_KINDS)
+
+
+def _info_of(path: Path, bucket_seconds: int) -> SegInfo:
+    delta, res = scan_delta(path, 0, bucket_seconds=bucket_seconds)
+    info = delta.info
+    info.covered, info.size = res.valid_end, res.size
+    return info
+
+
+def prune(log: FeatureLog, *, before: Any) -> PruneReport:
+    """Delete everything logged before ``before`` (seconds since the epoch, or a datetime)."""
+    t = to_time(before, "before")
+    if t is None:
+        raise InvalidValueError("prune needs before=<time>", hint="for example before=time.time() - 30 * 86400")
+    log._check_open(write=True)
+    log._checkpoint(rotate=True)  # finish our own segment, so it is dead and prunable
+    view = log._view()
+    index = view.index
+    bytes_before = _size(view.segments)
+    buckets, labels = index.prune(t)
+    removed = rewritten = busy = dropped = 0
+    for seg in view.segments:
+        info = view.entries[seg.name]
+        if info.min_ts >= t and _events(info):
+            continue
+        with hold(seg, exclusive=True) as fd:
+            if fd is None:
+                busy += 1
+                continue
+            if info.max_ts < t:
+                index.set_entry(seg.name, None, unlink=seg)
+                removed += 1
+                dropped += _events(info)
+                continue
+            tmp, n, _ = rewrite(seg, keep=lambda f: f.kind not in _EVENT_KINDS or f.ts >= t)
+            index.set_entry(seg.name, _info_of(tmp, index.bucket_seconds), rename=(tmp, seg))
+            rewritten += 1
+            dropped += n
+    return PruneReport(
+        before=t, segments_removed=removed, segments_rewritten=rewritten, segments_busy=busy,
+        records_removed=dropped, torn_bytes_dropped=0, stats_buckets_removed=buckets, labels_removed=labels,
+        bytes_before=bytes_before, bytes_after=_size(list_segments(log.seg_dir)),
+    )
+
+
+def compact(log: FeatureLog) -> PruneReport:
+    """Catch up the index, cut torn tails, drop empty segments and stale temporary files."""
+    log._check_open(write=True)
+    view = log._view()
+    index = view.index
+    bytes_before = _size(view.segments)
+    own = log._seg.path.name if log._seg is not None else None
+    removed = torn = 0
+    for seg in view.segments:
+        if seg.name == own:
+            continue
+        info = view.entries[seg.name]
+        with hold(seg, exclusive=True) as fd:
+            if fd is None:
+                continue
+            if not _events(info):
+                index.set_entry(seg.name, None, unlink=seg)
+                removed += 1
+                continue
+            st = os.fstat(fd)
+            size = st.st_size
+            if st.st_blocks * 512 > size + (1 << 20):
+                os.truncate(seg, size)  # a crashed writer's space reserved past the end (see segments.py)
+            if size > info.covered:
+                # A torn tail: everything after `covered` failed its checks when the index caught up.
+                os.truncate(seg, info.covered)
+                torn += size - info.covered
+                info.size = info.covered
+                index.set_entry(seg.name, info)
+    cutoff = time.time() - 3600
+    for p in log.seg_dir.glob(".*"):
+        # Leftovers of a crash while creating or rewriting a segment.  A file
+        # still being created is locked by its creator; a rewrite is recent.
+        with hold(p, exclusive=True) as fd:
+            if fd is not None and (p.name.endswith(".tmp") or p.stat().st_mtime < cutoff):
+                p.unlink(missing_ok=True)
+    wm = view.watermark
+    return PruneReport(
+        before=wm if math.isfinite(wm) else None, segments_removed=removed, segments_rewritten=0, segments_busy=0,
+        records_removed=0, torn_bytes_dropped=torn, stats_buckets_removed=0, labels_removed=0,
+        bytes_before=bytes_before, bytes_after=_size(list_segments(log.seg_dir)),
+    )
