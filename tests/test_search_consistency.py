@@ -275,3 +275,21 @@ def test_write_only_process_keeps_the_log_short_with_an_index(tmp_path):
         assert time.monotonic() - start < 600  # bounded loop, not a timing assertion of speed
         assert t.info().log_entries <= LOG_SOFT_LIMIT
         assert t.verify() == []
+
+
+def test_usearch_parallel_inserts_into_a_small_graph_lose_nodes_so_small_graphs_grow_serially(tmp_path):
+    misses = {0: 0, 1: 0}
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=(300, 8))
+        x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+        for threads in (0, 1):
+            ix = Index(ndim=8, metric="cos", dtype="f32", connectivity=16, expansion_add=128)
+            ix.add(np.arange(300, dtype=np.uint64), x, threads=threads)
+            misses[threads] += int((ix.search(x, 1, threads=1).keys[:, 0] != np.arange(300)).sum())
+    assert misses[1] == 0  # serial inserts: every vector finds itself
+    with vecstore.open(tmp_path / "small.vs") as s:
+        t = s.create_table("t", {"v": vecstore.Vector(8)})
+        x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
+        t.put(list(range(300)), {"v": x})
+        assert [h[0] for h in t.search(x, k=1).ids] == list(range(300))
