@@ -31,6 +31,8 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_kv.py
 	$(BIN)/python benchmarks/bench_search.py
 	$(BIN)/python benchmarks/plot_search.py
+	$(BIN)/python benchmarks/bench_log.py
+	$(BIN)/python benchmarks/bench_server.py
 
 docs: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[docs]'

@@ -367,11 +367,8 @@ class _Connection(asyncio.Protocol):
         if t is None or self.lost or t.is_closing():
             return
         self.srv.stats.bytes_out += len(body) + 4
-        if len(body) < 65536:
-            t.write(HEADER.pack(len(body)) + body)
-        else:
-            t.write(HEADER.pack(len(body)))
-            t.write(body)
+        # Header and body in one send: two would wake the client twice.
+        t.writelines((HEADER.pack(len(body)), body))
 
     def _fatal(self, rid: Any, exc: BaseException) -> None:
         """Send one error and close the connection (after the bytes are flushed)."""
