@@ -107,7 +107,7 @@ def store_section(tmp: Path, base: np.ndarray, queries: np.ndarray, out: dict) -
             bare.add(np.arange(len(base), dtype=np.uint64), base[:], threads=0)
             bm = bare.search(queries, K, threads=1)
             bare_r = recall([k[:c] for k, c in zip(bm.keys, bm.counts)], truth_idx)
-            bare_single = qps_single(lambda q: bare.search(q, K), queries[:300])
+            bare_single = qps_single(lambda q: bare.search(q, K, threads=1), queries[:300])  # its fastest single-query setting
             bare_batch = qps_batch(lambda q: bare.search(q, K, threads=1), queries)
             row = {
                 "index": idx_dtype,
