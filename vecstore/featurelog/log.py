@@ -380,13 +380,7 @@ class FeatureLog:
                           context={"surface": "home"})
         """
         args = (request_id, ids, scores, table, user, source, features, sample, context, ts, rng)
-        try:
-            return self._retrieval(*args, fresh=False)
-        except TableNotFoundError:
-            if table not in self._tables:
-                raise
-            self._tables.pop(table, None)
-            return self._retrieval(*args, fresh=True)
+        return self._retry_fresh(table, self._retrieval, args)
 
     def _retrieval(
         self, request_id: Any, ids: Any, scores: Any, table: str, user: Any, source: Any, features: Any,
@@ -463,13 +457,17 @@ class FeatureLog:
             log.ranking("req-1", ranked_ids, ranked_scores, table="items", shown=ranked_ids[:5])
         """
         args = (request_id, ids, scores, table, features, positions, shown, user, source, context, ts)
+        return self._retry_fresh(table, self._ranking, args)
+
+    def _retry_fresh(self, table: str, call: Any, args: tuple[Any, ...]) -> int:
+        """Run ``call``; if the cached table handle was dropped meanwhile, forget it and run once more."""
         try:
-            return self._ranking(*args, fresh=False)
+            return call(*args, fresh=False)
         except TableNotFoundError:
             if table not in self._tables:
                 raise
             self._tables.pop(table, None)
-            return self._ranking(*args, fresh=True)
+            return call(*args, fresh=True)
 
     def _ranking(
         self, request_id: Any, ids: Any, scores: Any, table: str, features: Any, positions: Any, shown: Any,
