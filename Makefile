@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test test-slow bench docs clean
+.PHONY: demo test test-slow bench docs docs-cli clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,11 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_log.py
 	$(BIN)/python benchmarks/bench_server.py
 
-docs: $(BIN)/python
+# The CLI reference is generated from --help; tests fail when it is stale.
+docs-cli: $(VENV)/.installed
+	$(BIN)/python -m vecstore.cli.reference > docs/cli-reference.md
+
+docs: $(BIN)/python docs-cli
 	$(BIN)/python -m pip install --quiet -e '.[docs]'
 	$(BIN)/mkdocs build --strict
 

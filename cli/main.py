@@ -7,7 +7,6 @@ and exit status 1 (a traceback only with ``--debug``).
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
@@ -15,6 +14,10 @@ import click
 
 import vecstore
 from vecstore.demo import run_demo
+
+from .data_cmds import delete, export, get, import_, put, search
+from .log_cmds import logs
+from .store_cmds import backup, compact, info, init, verify
 
 
 class _Group(click.Group):
@@ -26,7 +29,13 @@ class _Group(click.Group):
         except vecstore.VecstoreError as e:
             if ctx.params.get("debug"):
                 raise
-            raise click.ClickException(str(e)) from None
+            raise click.ClickException(" ".join(str(e).split())) from None
+        except OSError as e:
+            # Disk full, permission denied, a vanished file: say which, in one line.
+            if ctx.params.get("debug"):
+                raise
+            where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+            raise click.ClickException(f"{e.strerror or e}{where}") from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,53 +53,32 @@ def main(debug: bool) -> None:
 
 @main.command()
 @click.argument("path", default="demo-store", type=click.Path(file_okay=False))
-@click.option("--items", "n_items", default=100_000, show_default=True, help="How many synthetic items to load.")
-def demo(path: str, n_items: int) -> None:
-    """Build a demo store of synthetic items at PATH and tour the storage engine.
+@click.option("--items", "n_items", default=100_000, show_default=True, type=click.IntRange(1000),
+              help="Synthetic items to load and index.")
+@click.option("--users", "n_users", default=10_000, show_default=True, type=click.IntRange(1), help="Synthetic users.")
+@click.option("--requests", "n_requests", default=300, show_default=True, type=click.IntRange(2),
+              help="Requests to serve through the full loop.")
+@click.option("-k", "k", default=500, show_default=True, type=click.IntRange(1), help="Candidates retrieved per request.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the synthetic world and the traffic.")
+def demo(path: str, n_items: int, n_users: int, n_requests: int, k: int, seed: int) -> None:
+    """Build a demo store at PATH and run a recommender's full serving loop on it.
+
+    Loads synthetic users and items with two-tower-like embeddings, builds
+    the HNSW index, then serves requests: ANN retrieval of k candidates
+    (some filtered), feature reads, a toy ranking, logging of both stages,
+    simulated clicks as labels, and a Parquet export for training. Prints
+    rows, latencies and file sizes, and where the files are. A previous demo
+    at PATH is replaced; any other directory is refused.
 
     \b
     Example:
-      vecstore demo ./demo-store --items 20000
+      vecstore demo ./demo-store
+      vecstore demo /tmp/small-demo --items 20000 --requests 100
     """
-    if n_items < 1000:
-        raise click.BadParameter("use at least 1000 items", param_hint="--items")
     try:
-        run_demo(path, n_items=n_items, out=click.echo)
+        run_demo(path, n_items=n_items, n_users=n_users, n_requests=n_requests, k=k, seed=seed, out=click.echo)
     except FileExistsError as e:
         raise click.ClickException(str(e)) from None
-
-
-@main.command()
-@click.argument("path", type=click.Path(file_okay=False))
-@click.argument("table", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def info(path: str, table: str | None, as_json: bool) -> None:
-    """Show a store's tables, row counts, feature layout and Bloom filters.
-
-    \b
-    Example:
-      vecstore info ./demo-store items --json
-    """
-    with vecstore.open(path, readonly=True) as store:
-        report = store.info()
-    tables = [t for t in report.tables if table is None or t.name == table]
-    if table is not None and not tables:
-        raise click.ClickException(f"no table {table!r} in {path}")
-    if as_json:
-        d = report.to_dict()
-        d["tables"] = [t.to_dict() for t in tables]
-        click.echo(json.dumps(d, indent=2))
-        return
-    click.echo(f"store   {report.path}  (format {report.format_version}, seed {report.seed}, "
-               f"{report.file_bytes / 2**20:.1f} MiB on disk, map {report.map_size / 2**20:.0f} MiB)")
-    for t in tables:
-        click.echo(f"\ntable   {t.name}  {t.rows:,} rows, {t.lmdb_bytes / 2**20:.1f} MiB, record {t.record_bytes} B")
-        for f in t.features:
-            size = f"{f.bytes_per_row:6d} B/row" if f.kind != "idlist" else "  variable"
-            click.echo(f"  {f.name:20s} {f.kind:9s} {f.dtype:6s} {size}")
-        b = t.bloom
-        click.echo(f"  bloom: {b.bytes / 1024:.0f} KiB in {b.num_filters} filter(s), {b.count:,} keys, "
-                   f"configured fpr {b.configured_fpr}, estimated {b.estimated_fpr:.5f}")
 
 
 @main.command()
@@ -122,6 +110,10 @@ def serve(path: str, unix: str | None, host: str, port: int, token_file: str | N
 
     run_server(path, unix=unix, host=host, port=port, token_file=token_file, read_only=read_only,
                max_frame_bytes=max_frame_bytes, max_connections=max_connections, ready=ready)
+
+
+for _cmd in (init, info, import_, export, get, put, delete, search, verify, compact, backup, logs):
+    main.add_command(_cmd)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,16 +11,17 @@ import vecstore
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 PUBLIC_API = [
-    "AuthenticationError", "BloomInfo", "Category", "CorruptionError", "DriftReport", "ExportError", "ExportResult",
-    "FORMAT_VERSION", "FeatureDrift", "FeatureInfo", "FeatureLog",
-    "FormatVersionError", "HNSW", "IdCollisionError", "IdList", "IdNotFoundError", "IndexInfo",
-    "InvalidIdError", "InvalidValueError", "LogInfo", "LogStats", "NotAStoreError", "OpStats", "ProtocolError",
-    "PruneReport", "ReadOnlyError",
-    "RemoteError", "Rows", "Scalar", "SchemaError", "SearchResult", "ServerConnectionError", "ServerStats",
-    "ServerTimeoutError", "StorageError", "Store", "StoreClosedError", "StoreInfo", "StoreNotFoundError",
-    "Table", "TableExistsError", "TableInfo", "TableNotFoundError", "UnknownFeatureError",
-    "UnsupportedOperationError", "VecstoreError", "Vector", "__version__", "aconnect", "connect",
-    "hash_ids", "open",
+    "AuthenticationError", "BackupReport", "BloomInfo", "Category", "CompactReport", "CorruptionError",
+    "DriftReport", "ExportError", "ExportResult", "FORMAT_VERSION", "FeatureDrift", "FeatureInfo", "FeatureLog",
+    "FormatVersionError", "HNSW", "IdCollisionError", "IdList", "IdNotFoundError", "ImportFileError",
+    "ImportResult", "IndexInfo", "InvalidIdError", "InvalidValueError", "LogInfo", "LogStats", "NotAStoreError",
+    "OpStats", "ProtocolError", "PruneReport", "ReadOnlyError", "RemoteError", "RepairReport", "Rows", "Scalar",
+    "SchemaError", "SchemaFile", "SearchResult", "ServerConnectionError", "ServerStats", "ServerTimeoutError",
+    "StorageError", "Store", "StoreBusyError", "StoreClosedError", "StoreInfo", "StoreNotFoundError", "StoreSizes",
+    "Table", "TableExistsError", "TableExportResult", "TableInfo", "TableNotFoundError", "TableSpec",
+    "UnknownFeatureError", "UnsupportedOperationError", "VecstoreError", "Vector", "__version__", "aconnect",
+    "backup", "compact", "connect", "export_table", "hash_ids", "import_file", "infer_features", "load_schema",
+    "open", "repair",
 ]
 
 

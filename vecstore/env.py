@@ -346,6 +346,28 @@ class Env:
     def stat(self) -> dict[str, Any]:
         return self._env_call("stat")
 
+    def page_usage(self) -> dict[str, int]:
+        """Pages of ``data.mdb``: ``total`` (up to the last used page), ``in_use`` by
+        B-trees (main and every named sub-database, plus the two meta pages) and
+        ``free``, the difference: pages LMDB will reuse before growing the file,
+        including the free list's own pages.  ``vecstore compact`` returns them.
+        """
+        names: list[bytes] = []
+        with self.read() as txn:
+            names = [bytes(k) for k in txn.cursor().iternext(keys=True, values=False)]
+        handles = [(n, self.db(n)) for n in names]
+        pages = 2  # the two meta pages
+        with self.read() as txn:
+            main = txn.stat()
+            pages += main["branch_pages"] + main["leaf_pages"] + main["overflow_pages"]
+            for _, h in handles:
+                if h is None:
+                    continue
+                s = txn.stat(h)
+                pages += s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"]
+        total = self.info()["last_pgno"] + 1
+        return {"total": total, "in_use": pages, "free": max(0, total - pages)}
+
     def sync_to_disk(self) -> None:
         if not self.readonly:
             self.raw.sync(True)

@@ -25,6 +25,7 @@ from typing import Any
 __all__ = [
     "CorruptionError",
     "ExportError",
+    "ImportFileError",
     "FormatVersionError",
     "IdCollisionError",
     "IdNotFoundError",
@@ -33,6 +34,7 @@ __all__ = [
     "NotAStoreError",
     "ReadOnlyError",
     "SchemaError",
+    "StoreBusyError",
     "StorageError",
     "StoreClosedError",
     "StoreNotFoundError",
@@ -176,3 +178,15 @@ def wrap_lmdb_error(exc: BaseException, action: str) -> StorageError:
 
 class ExportError(VecstoreError):
     """A feature-log export cannot be written: the target is not empty, or logged types disagree."""
+
+
+class ImportFileError(VecstoreError):
+    """A file given to ``import_file`` cannot be read: unknown format, missing ID column, bad rows."""
+
+
+class StoreBusyError(VecstoreError):
+    """The store is in use in a way that forbids the operation.
+
+    Raised by compaction while another process (a server, a service) has the
+    store open, and by opening a store while it is being compacted.
+    """

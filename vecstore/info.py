@@ -86,7 +86,7 @@ class TableInfo:
 
 @dataclass(frozen=True)
 class StoreInfo:
-    """A store: format, hashing, file and map sizes, and every table."""
+    """A store: format, hashing, file and map sizes, free pages, the feature log and every table."""
 
     path: str
     format_version: int
@@ -98,6 +98,10 @@ class StoreInfo:
     page_size: int
     readers: int  # reader slots LMDB has used so far (its high-water mark), not current readers
     tables: list[TableInfo] = field(default_factory=list)
+    pages_total: int = 0  # pages up to LMDB's last used page
+    pages_free: int = 0  # of those, pages no B-tree uses: reused before the file grows; `compact` returns them
+    derived_bytes: int = 0  # Bloom and HNSW snapshot files (bloom/, index/)
+    log: dict[str, Any] | None = None  # the feature log's LogInfo.to_dict(), None when nothing was logged
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

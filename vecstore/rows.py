@@ -182,8 +182,16 @@ class Rows:
                 values = self._decode(name)
                 flat = pa.array(values.reshape(-1), type=pa.float32())
                 arr = pa.FixedSizeListArray.from_arrays(flat, spec.dim, mask=pa.array(mask))
-            elif isinstance(spec, (Category, IdList)):
-                arr = pa.array(self._decode(name).tolist())
+            elif isinstance(spec, Category):
+                arr = pa.array(self._decode(name).tolist(), type=pa.string())
+            elif isinstance(spec, IdList):
+                lists = self._decode(name).tolist()
+                try:
+                    arr = pa.array(lists)
+                except (pa.ArrowInvalid, pa.ArrowTypeError):
+                    # str and int IDs in one column: report them all as strings, as for ``id``.
+                    arr = pa.array([None if v is None else [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x)
+                                                            for x in v] for v in lists], type=pa.list_(pa.string()))
             else:
                 arr = pa.array(self._decode(name), mask=mask)
             cols[name] = arr

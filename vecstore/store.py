@@ -5,6 +5,7 @@ The directory layout (docs/format.md)::
     shop.vs/
       data.mdb, lock.mdb     LMDB: metadata, schemas, rows, IDs, change logs
       bloom/t<ID>.bloom      Bloom filter snapshots, derived from LMDB
+      vecstore.lock          flock: shared by every open Store, exclusive while compacting
 
 Everything a store needs to reopen (format version, hash seed, every table's
 schema) is in LMDB, so ``vecstore.open(path)`` needs no arguments.
@@ -33,6 +34,7 @@ import msgpack
 import numpy as np
 
 from . import __version__
+from .dirlock import LOCK_NAME, DirLock
 from .env import Env
 from .errors import (
     FormatVersionError,
@@ -93,6 +95,8 @@ class Store:
         hash_bits: int = 64,
         max_tables: int = 256,
         max_readers: int = 126,
+        lock_timeout: float | None = None,
+        _locked: bool = False,
     ) -> None:
         self.path = Path(path)
         self.readonly = readonly
@@ -100,7 +104,8 @@ class Store:
         if not exists:
             if self.path.exists() and not self.path.is_dir():
                 raise NotAStoreError(f"{self.path} is a file, not a store directory")
-            if self.path.is_dir() and any(self.path.iterdir()):
+            # A lock file alone is what a creator racing with us leaves before LMDB's files.
+            if self.path.is_dir() and any(p.name != LOCK_NAME for p in self.path.iterdir()):
                 raise NotAStoreError(
                     f"{self.path} is a non-empty directory without a store in it",
                     hint="pick a new path; vecstore creates the directory itself",
@@ -112,14 +117,21 @@ class Store:
             if not 8 <= hash_bits <= 64:
                 raise SchemaError(f"hash_bits must be in [8, 64], got {hash_bits}")
             self.path.mkdir(parents=True, exist_ok=True)
-        self._env = Env(
-            str(self.path),
-            readonly=readonly,
-            map_size=map_size,
-            sync=sync,
-            max_dbs=8 + 8 * max_tables,
-            max_readers=max_readers,
-        )
+        # Shared while open; `vecstore compact` takes it exclusively (vecstore/dirlock.py).
+        # ``_locked``: the caller (maintenance) already holds it exclusively.
+        self._dirlock = None if _locked else DirLock.shared(self.path, timeout=lock_timeout, readonly=readonly)
+        try:
+            self._env = Env(
+                str(self.path),
+                readonly=readonly,
+                map_size=map_size,
+                sync=sync,
+                max_dbs=8 + 8 * max_tables,
+                max_readers=max_readers,
+            )
+        except BaseException:
+            self._release_dirlock()
+            raise
         self._lock = threading.RLock()
         self._tables: dict[str, Table] = {}
         self._schema_gen = -1
@@ -128,8 +140,14 @@ class Store:
             self._load_or_init_meta(seed, hash_bits)
         except BaseException:
             self._env.close()
+            self._release_dirlock()
             raise
         _live_stores.add(self)
+
+    def _release_dirlock(self) -> None:
+        lock, self._dirlock = self._dirlock, None
+        if lock is not None:
+            lock.release()
 
     # -- metadata ------------------------------------------------------------
 
@@ -323,6 +341,7 @@ class Store:
         """Store-wide figures plus every table's :class:`TableInfo`."""
         self._refresh()
         env_info, env_stat = self._env.info(), self._env.stat()
+        pages = self._env.page_usage()
         data = self.path / "data.mdb"
         return StoreInfo(
             path=str(self.path),
@@ -335,6 +354,12 @@ class Store:
             page_size=env_stat["psize"],
             readers=env_info["num_readers"],
             tables=[self._tables[n].info() for n in sorted(self._tables)],
+            pages_total=pages["total"],
+            pages_free=pages["free"],
+            derived_bytes=sum(
+                f.stat().st_size for d in ("bloom", "index") if (self.path / d).is_dir() for f in (self.path / d).iterdir() if f.is_file()
+            ),
+            log=self.log.info().to_dict() if (self.path / "logs").is_dir() else None,
         )
 
     def verify(self) -> list[str]:
@@ -397,8 +422,10 @@ class Store:
                         pass  # dropped by another process meanwhile
             finally:
                 self._env.close()
+                self._release_dirlock()
         else:
             self._env.close()
+            self._release_dirlock()
         for t in self._tables.values():
             t._invalidate()
 
@@ -431,6 +458,7 @@ def open(  # noqa: A001 - mirrors the builtin on purpose: vecstore.open(path)
     hash_bits: int = 64,
     max_tables: int = 256,
     max_readers: int = 126,
+    lock_timeout: float | None = None,
 ) -> Store:
     """Open the store at ``path``, creating the directory if it is missing.
 
@@ -444,6 +472,9 @@ def open(  # noqa: A001 - mirrors the builtin on purpose: vecstore.open(path)
     * ``hash_bits`` (creation only, **testing hook**): keep only this many bits
       of each key, to force ID collisions in tests.  Never use it in production.
     * ``max_tables``: how many tables the store can hold (LMDB sub-database slots).
+    * ``lock_timeout``: how long to wait, in seconds, while ``vecstore compact``
+      holds the store's lock before raising StoreBusyError (default 5, or the
+      ``VECSTORE_LOCK_TIMEOUT`` environment variable; docs/operations.md).
 
     Example::
 
@@ -460,4 +491,5 @@ def open(  # noqa: A001 - mirrors the builtin on purpose: vecstore.open(path)
         hash_bits=hash_bits,
         max_tables=max_tables,
         max_readers=max_readers,
+        lock_timeout=lock_timeout,
     )

@@ -3,9 +3,10 @@
 The index is a :class:`~vecstore.derived.Derived` consumer of the change log:
 it is rebuilt from the rows when no usable snapshot exists, caught up by
 re-reading the current row of every key a put (that carried the vector) or
-a delete names, and saved as ``index/t<table>.<feature>.s<seq>.usearch``: the
-file name carries the log position, so content and position can never
-disagree (docs/format.md).
+a delete names, and saved as ``index/t<table>.<feature>.s<seq>.x<xxh3>.usearch``:
+the file name carries the log position and the XXH3-64 of the content, so
+content and position can never disagree, and a damaged file is detected on
+load (usearch files carry no checksum of their own; docs/format.md).
 
 Known usearch behaviours this module designs around (each pinned by a test in
 tests/test_usearch_traps.py against the pinned usearch version):
@@ -26,17 +27,19 @@ tests/test_usearch_traps.py against the pinned usearch version):
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import xxhash
 from usearch.index import Index
 
 from . import changelog
 from .codecs import decode_vectors
-from .derived import Derived, atomic_replace, remove_orphan_temps, touched_keys
+from .derived import Derived, remove_orphan_temps, touched_keys
 from .errors import CorruptionError
 from .features import Vector
 from .info import IndexInfo
@@ -46,7 +49,7 @@ from .schema import PRESENT
 if TYPE_CHECKING:
     from .table import Table
 
-__all__ = ["USEARCH_METRIC", "VectorIndex", "vectors_of"]
+__all__ = ["USEARCH_METRIC", "VectorIndex", "file_digest", "snapshot_damage", "vectors_of"]
 
 USEARCH_METRIC = {"cos": "cos", "l2": "l2sq", "ip": "ip"}
 # Rebuild once removed-but-unreclaimed vectors pass this share of live ones
@@ -59,6 +62,7 @@ _ID_CACHE_MAX = 2_000_000
 _PARALLEL_ADD_MIN = 10_000
 # Rows decoded per chunk when building from a scan (bounds memory on big tables).
 _BUILD_CHUNK = 65_536
+_DIGEST = re.compile(r"\.x([0-9a-f]{16})\.usearch$")
 
 
 def _add(index: Index, keys: np.ndarray, vectors: np.ndarray) -> None:
@@ -73,6 +77,37 @@ def _add(index: Index, keys: np.ndarray, vectors: np.ndarray) -> None:
         index.add(keys[:serial], vectors[:serial], threads=1)
     if serial < len(keys):
         index.add(keys[serial:], vectors[serial:], threads=0)
+
+
+def file_digest(path: Path) -> int:
+    """XXH3-64 (seed 0) of a file's bytes."""
+    h = xxhash.xxh3_64()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.intdigest()
+
+
+def snapshot_damage(path: Path) -> str | None:
+    """Why a snapshot file fails its checksum (the ``x<hex>`` of its name), or None if it passes.
+
+    A snapshot named without a checksum (written before checksums) passes.
+    """
+    m = _DIGEST.search(path.name)
+    if m is None:
+        return None
+    got = file_digest(path)
+    if got != int(m.group(1), 16):
+        return f"checksum mismatch (content {got:016x}, name says {m.group(1)}): the file is damaged"
+    return None
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def vectors_of(spec: Vector, name: str, records: np.ndarray, bit: int) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +143,7 @@ class VectorIndex(Derived):
         self.bit = table.schema.presence_bit[feature]
         self.feature_bit = table.schema.feature_index[feature]
         self._prefix = f"t{table.schema.table_id}.{feature}."
-        self._pattern = re.compile(re.escape(self._prefix) + r"s(\d+)\.usearch$")
+        self._pattern = re.compile(re.escape(self._prefix) + r"s(\d+)(?:\.x[0-9a-f]{16})?\.usearch$")
 
     # -- files ---------------------------------------------------------------
 
@@ -155,6 +190,9 @@ class VectorIndex(Derived):
             if not self.usable(seq, head, first):
                 continue
             try:
+                damage = snapshot_damage(path)
+                if damage is not None:
+                    raise CorruptionError(damage)
                 meta = Index.metadata(str(path))
                 if meta is None or meta["dimensions"] != self.spec.dim:
                     raise CorruptionError(f"{path.name} does not match the feature's dimension")
@@ -253,12 +291,24 @@ class VectorIndex(Derived):
     def _save(self, seq: int) -> None:
         assert self.index is not None
         index = self.index
-        path = self.folder / f"{self._prefix}s{seq:012d}.usearch"
-        if self.view and self.view_path == path:
+        if self.view and self.view_path is not None and any(p == self.view_path for s, p in self.snapshots() if s == seq):
             return
-        atomic_replace(lambda tmp: index.save(str(tmp)), path)
-        for s, old in self.snapshots():
-            if s != seq:
+        # Write to a temp file, checksum it, fsync, rename to the name that
+        # carries seq and checksum, fsync the directory (a crash leaves the old
+        # snapshot or the new one, never a torn one).
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".{self._prefix}s{seq:012d}.usearch.{os.getpid()}.tmp"
+        try:
+            index.save(str(tmp))
+            path = self.folder / f"{self._prefix}s{seq:012d}.x{file_digest(tmp):016x}.usearch"
+            _fsync(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync(self.folder)
+        for _, old in self.snapshots():
+            if old != path:
                 old.unlink(missing_ok=True)  # a process viewing it keeps its mapping (POSIX)
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None) -> None:

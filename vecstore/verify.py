@@ -3,8 +3,11 @@
 LMDB rows are the truth; this reports (never repairs) where anything
 disagrees with them: rows that do not decode or sit under the wrong hash, ID
 lists or category codes without their row or dictionary entry, Bloom false
-negatives, and HNSW indexes that miss rows, hold deleted ones or hold a
-different vector.  ``vecstore verify --repair`` rebuilds derived structures.
+negatives, HNSW indexes that miss rows, hold deleted ones or hold a
+different vector, and derived snapshot files on disk that fail their
+checksum (``bloom/*.bloom``, ``index/*.usearch``), whether or not this
+process loaded them.  ``vecstore verify --repair``
+(:func:`vecstore.maintenance.repair`) rebuilds derived structures.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 import numpy as np
 
+from .bloom import BloomFilter
 from .errors import CorruptionError, InvalidIdError
 from .hashing import decode_id
+from .vector_index import snapshot_damage
 
 if TYPE_CHECKING:
     from .table import Table
@@ -78,4 +83,32 @@ def verify_table(table: Table) -> list[str]:
             problems.append(f"{table.name}: {d.load_problem}")
     for vi in table._indexes.values():
         problems.extend(vi.verify())
+    problems.extend(_snapshot_problems(table, problems))
     return problems
+
+
+def _snapshot_problems(table: Table, known: list[str]) -> list[str]:
+    """Derived snapshot files that fail their checks on disk (not already reported by a load)."""
+    out: list[str] = []
+    fix = "`vecstore verify --repair` rewrites it"
+
+    def reported(name: str) -> bool:
+        return any(name in p for p in known)
+
+    path = table._bloom_state.path
+    try:
+        BloomFilter.load(path)
+    except FileNotFoundError:
+        pass
+    except CorruptionError as e:
+        if not reported(path.name):
+            out.append(f"{table.name}: Bloom snapshot {path.name} is damaged ({e.message}); {fix}")
+    for vi in table._indexes.values():
+        for _, snap in vi.snapshots():
+            try:
+                damage = snapshot_damage(snap)
+            except FileNotFoundError:
+                continue  # replaced by a newer snapshot meanwhile
+            if damage is not None and not reported(snap.name):
+                out.append(f"{table.name}: index snapshot {snap.name} is damaged ({damage}); {fix}")
+    return out

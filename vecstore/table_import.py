@@ -1,0 +1,702 @@
+"""Bulk import of feature tables from Parquet, CSV, JSON Lines and ``.npy`` files.
+
+:func:`import_file` streams a file into a table in batches of ``batch_size``
+rows, each written with ``Table.put``, so a file larger than memory loads
+with bounded memory.  A missing table is created from the vecstore schema an
+exported Parquet file carries, else from the Arrow types
+(:func:`infer_features`), with ``features=`` overriding per column.  A null
+is "no value": nothing is written for that cell.  Everything checkable is
+checked before the first write; an error in a later batch keeps the batches
+already committed and says so.  docs/import-export.md has the full rules.
+
+Example::
+
+    res = vecstore.import_file(store, "items", "items.parquet", id_column="item_id")
+    print(res.rows, res.created, res.rows_per_s)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import (
+    ImportFileError,
+    InvalidIdError,
+    InvalidValueError,
+    SchemaError,
+    UnknownFeatureError,
+    VecstoreError,
+)
+from .features import Category, Feature, IdList, Scalar, Vector
+from .table_export import MIXED_ID_TYPE, schema_from_metadata
+
+if TYPE_CHECKING:
+    from .store import Store
+    from .table import Table
+
+__all__ = ["ImportResult", "import_file", "infer_features"]
+
+_FORMATS = ("parquet", "csv", "jsonl", "npy")
+_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+             ".json": "jsonl", ".npy": "npy"}
+_INT_NAMES = {8: "i8", 16: "i16", 32: "i32", 64: "i64"}
+_OVERRIDE_HINT = "give the column a feature with features= (CLI: --schema), or leave it out with columns="
+# Text readers parse in blocks of this many bytes: large enough for rows with
+# long vectors, small enough to keep memory bounded.
+_BLOCK_BYTES = 8 << 20
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What :func:`import_file` did.
+
+    ``rows``: rows read from the file and written; ``batches``: ``put`` batches;
+    ``created``: whether the table was created; ``features``: its schema when
+    created (else None); ``seconds`` and ``rows_per_s``: wall time and rate.
+    """
+
+    table: str
+    rows: int
+    batches: int
+    created: bool
+    features: dict[str, Feature] | None
+    seconds: float
+    rows_per_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["features"] = None if self.features is None else {n: s.to_dict() for n, s in self.features.items()}
+        return out
+
+
+# -- schema inference ----------------------------------------------------------
+
+
+def _is_string(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or t == getattr(pa, "string_view", pa.string)()
+
+
+def _is_list(t: pa.DataType) -> bool:  # variable size
+    return pa.types.is_list(t) or pa.types.is_large_list(t)
+
+
+def _is_mixed(t: pa.DataType) -> bool:
+    """The struct export_table writes for IDs that mix ints and strings (one field set per value)."""
+    return pa.types.is_struct(t) and 0 < t.num_fields and all(
+        t.field(i).name in MIXED_ID_TYPE.names and t.field(i).type == MIXED_ID_TYPE.field(t.field(i).name).type
+        for i in range(t.num_fields)
+    )
+
+
+def _unmix(values: list[dict[str, Any] | None]) -> list[Any]:
+    out = []
+    for d in values:
+        got = [v for v in (d or {}).values() if v is not None]
+        if len(got) != 1:
+            raise InvalidValueError(f"a mixed-type ID must set exactly one of int/str/bytes, got {d!r}")
+        out.append(got[0])
+    return out
+
+
+def _check_id_type(t: pa.DataType, id_column: str) -> None:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if not (pa.types.is_integer(t) or _is_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t) or _is_mixed(t)):
+        raise ImportFileError(
+            f"ID column {id_column!r} has type {t}; IDs must be strings or integers",
+            hint="pick another column with id_column= (CLI: --id-column)",
+        )
+
+
+def _infer_one(name: str, t: pa.DataType, sample: pa.RecordBatch | None) -> Feature:
+    if pa.types.is_floating(t):
+        return Scalar({16: "f16", 32: "f32", 64: "f64"}[t.bit_width])
+    if pa.types.is_integer(t):
+        return Scalar(("i" if pa.types.is_signed_integer(t) else "u") + _INT_NAMES[t.bit_width][1:])
+    if pa.types.is_boolean(t):
+        return Scalar("bool")
+    if _is_string(t) or (pa.types.is_dictionary(t) and _is_string(t.value_type)):
+        return Category()
+    if _is_list(t) and (_is_string(t.value_type) or pa.types.is_integer(t.value_type) or _is_mixed(t.value_type)):
+        return IdList()
+    if pa.types.is_fixed_size_list(t) and pa.types.is_floating(t.value_type):
+        return Vector(t.list_size, dtype="f32")
+    if _is_list(t) and pa.types.is_floating(t.value_type):
+        # A variable-size list is a vector only if the sample shows one length:
+        # JSON has no fixed-size lists, so this is how JSONL vectors arrive.
+        lengths: set[int] = set()
+        if sample is not None and name in sample.schema.names:
+            col = sample.column(name)
+            lengths = set(col.drop_null().value_lengths().to_numpy(zero_copy_only=False).tolist())
+        if len(lengths) == 1 and 0 not in lengths:
+            return Vector(lengths.pop(), dtype="f32")
+        seen = "no sample rows" if not lengths else f"lengths {sorted(lengths)[:5]}"
+        raise SchemaError(
+            f"column {name!r} is a variable-size list of floats ({t}) and the first rows show {seen}, "
+            "so it cannot be taken as a vector",
+            hint="give it a Vector(dim) with features= (CLI: --schema), write it as a fixed-size list, "
+            "or leave it out with columns=",
+        )
+    if pa.types.is_null(t):
+        raise SchemaError(f"column {name!r} holds no values in the first rows to infer a feature type from", hint=_OVERRIDE_HINT)
+    raise SchemaError(f"column {name!r} has type {t}, which no vecstore feature holds", hint=_OVERRIDE_HINT)
+
+
+def infer_features(
+    schema: pa.Schema, *, id_column: str, sample: pa.RecordBatch | None = None
+) -> dict[str, Feature]:
+    """The feature spec of every column of an Arrow schema except the ID column.
+
+    ==========================================  ==================================
+    Arrow type                                  feature
+    ==========================================  ==================================
+    float16 / float32 / float64                 ``Scalar("f16" / "f32" / "f64")``
+    int8..int64, uint8..uint64                  ``Scalar("i8".."u64")``, same width
+    bool                                        ``Scalar("bool")``
+    string, large_string, dictionary<string>    ``Category()``
+    list / large_list of string or integer      ``IdList()``
+    fixed_size_list<float*>[d]                  ``Vector(d, dtype="f32")`` (default HNSW index)
+    list<float*>                                ``Vector(d)`` if every row of ``sample``
+                                                has length d, else SchemaError
+    ==========================================  ==================================
+
+    Anything else (timestamps, structs, nested lists, all-null columns) raises
+    SchemaError naming the column and its type.  The ID column must exist and
+    hold strings or integers (ImportFileError otherwise).
+
+    Example::
+
+        schema = pa.schema([("id", pa.string()), ("price", pa.float32())])
+        infer_features(schema, id_column="id")   # {'price': Scalar(dtype='f32', default=None)}
+    """
+    if id_column not in schema.names:
+        raise ImportFileError(
+            f"the file has no ID column {id_column!r} (columns: {', '.join(schema.names) or 'none'})",
+            hint="name the ID column with id_column= (CLI: --id-column)",
+        )
+    _check_id_type(schema.field(id_column).type, id_column)
+    return {f.name: _infer_one(f.name, f.type, sample) for f in schema if f.name != id_column}
+
+
+def _check_column_type(name: str, spec: Feature, t: pa.DataType) -> None:
+    """Refuse, before anything is written, a column whose Arrow type cannot hold its feature."""
+    if pa.types.is_null(t):
+        return  # all nulls: nothing will be written for it
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    ok: bool
+    if isinstance(spec, Scalar):
+        ok = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+    elif isinstance(spec, Category):
+        ok = _is_string(t)
+    elif isinstance(spec, IdList):
+        v = t.value_type if _is_list(t) else None
+        ok = v is not None and (
+            _is_string(v) or pa.types.is_integer(v) or pa.types.is_binary(v) or pa.types.is_null(v) or _is_mixed(v)
+        )
+    else:
+        assert isinstance(spec, Vector)
+        if pa.types.is_fixed_size_list(t) and t.list_size != spec.dim:
+            raise SchemaError(f"column {name!r} holds vectors of dimension {t.list_size}; feature {name!r} has dim {spec.dim}")
+        ok = (_is_list(t) or pa.types.is_fixed_size_list(t)) and (
+            pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)
+        )
+    if not ok:
+        raise SchemaError(
+            f"column {name!r} has type {t}, which cannot hold feature {name!r} ({spec.to_dict()})",
+            hint="convert the column in the file, or leave it out with columns=",
+        )
+
+
+# -- reading files in batches ---------------------------------------------------
+
+
+@dataclass
+class _Source:
+    schema: pa.Schema
+    total: int | None
+    metadata: Mapping[bytes, bytes] | None
+    batches: Iterator[pa.RecordBatch]
+
+
+def _detect_format(path: Path, format: str | None) -> str:
+    if format is not None:
+        fmt = {"json": "jsonl", "ndjson": "jsonl", "pq": "parquet"}.get(format, format)
+        if fmt not in _FORMATS:
+            raise ImportFileError(f"unknown format {format!r}", hint=f"use one of {', '.join(_FORMATS)}")
+        return fmt
+    if path.is_dir():
+        return "parquet"
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise ImportFileError(
+            f"cannot tell the format of {path} from its suffix {path.suffix!r}",
+            hint=f"pass format= (one of {', '.join(_FORMATS)}); suffixes: {', '.join(_SUFFIXES)}",
+        )
+    return fmt
+
+
+def _arrow_type(spec: Feature) -> pa.DataType | None:
+    """The type a text reader should parse a column as, so ``features=`` decides, not guessing."""
+    if isinstance(spec, Scalar):
+        # Parse wide and let put check the range: its error names the row and value.
+        if spec.dtype == "bool":
+            return pa.bool_()
+        return pa.uint64() if spec.dtype == "u64" else pa.float64() if spec.dtype[0] == "f" else pa.int64()
+    if isinstance(spec, Category):
+        return pa.string()
+    return None
+
+
+def _decode_dictionaries(batch: pa.RecordBatch) -> pa.RecordBatch:
+    # Dictionary columns from different files or row groups may carry different
+    # dictionaries, which cannot be concatenated; decoded they always can.
+    if not any(pa.types.is_dictionary(t) for t in batch.schema.types):
+        return batch
+    cols = [c.dictionary_decode() if pa.types.is_dictionary(c.type) else c for c in batch.columns]
+    return pa.RecordBatch.from_arrays(cols, names=batch.schema.names)
+
+
+def _open_parquet(path: Path, batch_size: int) -> _Source:
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    dataset = ds.dataset(path, format="parquet")  # a file, or a directory's files as one table
+    schema = dataset.schema
+
+    def gen() -> Iterator[pa.RecordBatch]:
+        # Row group by row group, each with a fresh reader: one reader over a
+        # whole file keeps memory for nested columns (vectors) until it is done
+        # (pyarrow 26), and a dataset scan reads ahead.  This holds one row group.
+        for name in dataset.files:
+            f = pq.ParquetFile(name)
+            cols = [c for c in schema.names if c in f.schema_arrow.names]
+            for rg in range(f.num_row_groups):
+                for b in f.iter_batches(batch_size=batch_size, row_groups=[rg], columns=cols):
+                    # Files of a dataset may lack columns: those rows hold nulls (nothing written).
+                    yield pa.RecordBatch.from_arrays(
+                        [b.column(c) if c in cols else pa.nulls(b.num_rows, t) for c, t in zip(schema.names, schema.types)],
+                        schema=schema.remove_metadata(),
+                    )
+
+    return _Source(schema, dataset.count_rows(), schema.metadata, gen())
+
+
+def _open_csv(path: Path, types: dict[str, pa.DataType]) -> _Source:
+    import pyarrow.csv as pacsv
+
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES),
+        # An empty cell is a null (no value) in every column; a quoted "" stays an empty string.
+        convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True),
+    )
+    return _Source(reader.schema, None, None, iter(reader))
+
+
+def _open_jsonl(path: Path, types: dict[str, pa.DataType]) -> _Source:
+    import pyarrow.json as pajson
+
+    parse = pajson.ParseOptions(
+        explicit_schema=pa.schema(list(types.items())) if types else None, unexpected_field_behavior="infer"
+    )
+    reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=_BLOCK_BYTES), parse_options=parse)
+    return _Source(reader.schema, None, None, iter(reader))
+
+
+def _npy_ids(ids: Any, n: int) -> Callable[[int, int], pa.Array]:
+    """A slicer ``(start, stop) -> Arrow array`` of IDs for an ``.npy`` import."""
+    if ids is None:
+        return lambda a, b: pa.array(np.arange(a, b, dtype=np.int64))
+    if isinstance(ids, (str, os.PathLike)):
+        p = Path(ids)
+        if p.suffix.lower() == ".npy":
+            arr = _load_npy(p)  # memory-mapped like the vectors
+        else:
+            try:  # a text file is read whole: use a .npy file of IDs for huge imports
+                arr = np.array(p.read_text(encoding="utf-8").splitlines() + [None], dtype=object)[:-1]
+            except (OSError, UnicodeDecodeError) as e:
+                raise ImportFileError(f"cannot read the IDs file {p}: {e}") from None
+    elif isinstance(ids, np.ndarray) and ids.dtype.kind != "O":
+        arr = ids
+    else:
+        # A Python sequence: one kind of ID only, never numpy's silent int -> str coercion.
+        lst = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
+        if all(isinstance(x, int) and not isinstance(x, bool) for x in lst):
+            arr = np.array(lst, dtype=np.int64)
+        elif all(isinstance(x, str) for x in lst) or all(isinstance(x, bytes) for x in lst):
+            arr = np.array(lst + [None], dtype=object)[:-1]
+        else:
+            raise ImportFileError("ids= must be all str, all bytes or all int IDs for a .npy import")
+    if arr.ndim != 1 or len(arr) != n:
+        raise ImportFileError(f"the .npy file holds {n} vectors but {len(arr) if arr.ndim == 1 else arr.shape} IDs were given")
+    if arr.dtype.kind not in "iuUO":
+        raise ImportFileError(f"IDs for the .npy import must be integers or strings, got dtype {arr.dtype}")
+    return lambda a, b: pa.array(arr[a:b].tolist() if arr.dtype.kind in "UO" else np.asarray(arr[a:b]))
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ImportFileError(f"cannot read {path} as a .npy array: {e}") from None
+
+
+def _open_npy(path: Path, *, id_column: str, vector_feature: str | None, ids: Any, batch_size: int) -> _Source:
+    if not vector_feature:
+        raise ImportFileError(
+            f"{path} is a .npy array: name the vector feature it holds with vector_feature=",
+            hint='for example import_file(store, "items", "emb.npy", vector_feature="embedding")',
+        )
+    arr = _load_npy(path)  # memory-mapped: pages are read as batches need them
+    if arr.ndim != 2 or arr.dtype.kind != "f":
+        raise ImportFileError(f"{path} holds a {arr.ndim}-D {arr.dtype} array; a .npy import needs a 2-D float array")
+    n, d = arr.shape
+    id_slice = _npy_ids(ids, n)
+    first_ids = id_slice(0, min(n, 1))
+    schema = pa.schema([(id_column, first_ids.type if n else pa.int64()), (vector_feature, pa.list_(pa.float32(), d))])
+
+    def gen() -> Iterator[pa.RecordBatch]:
+        for a in range(0, n, batch_size):
+            b = min(n, a + batch_size)
+            flat = pa.array(np.ascontiguousarray(arr[a:b], dtype=np.float32).reshape(-1))
+            vecs = pa.FixedSizeListArray.from_arrays(flat, d)
+            yield pa.RecordBatch.from_arrays([id_slice(a, b), vecs], schema=schema)
+
+    return _Source(schema, n, None, gen())
+
+
+def _rebatch(it: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
+    """Re-cut a stream of record batches into batches of exactly ``size`` rows (the last may be shorter)."""
+    buf: list[pa.RecordBatch] = []
+    have = 0
+    for b in it:
+        if not b.num_rows:
+            continue
+        buf.append(_decode_dictionaries(b))
+        have += b.num_rows
+        while have >= size:
+            whole = _concat(buf)
+            yield whole.slice(0, size)
+            rest = whole.slice(size)
+            buf, have = ([rest] if rest.num_rows else []), rest.num_rows
+    if have:
+        yield _concat(buf)
+
+
+def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+
+# -- turning batches into puts ------------------------------------------------------
+
+
+def _ids_of(col: pa.Array, start: int, id_column: str) -> Any:
+    if col.null_count:
+        bad = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+        err = ImportFileError(f"ID column {id_column!r} is empty at row {start + bad}", hint="every row needs an ID")
+        err.row = start + bad  # type: ignore[attr-defined]
+        raise err
+    if pa.types.is_integer(col.type):
+        return col.to_numpy(zero_copy_only=False)
+    values = _unmix(col.to_pylist()) if _is_mixed(col.type) else col.to_pylist()
+    return np.array(values + [None], dtype=object)[:-1]  # the None keeps bytes/str objects 1-D
+
+
+def _column_values(name: str, spec: Feature, col: pa.Array) -> Any:
+    """One null-free Arrow column as ``put`` takes it."""
+    if isinstance(spec, Vector):
+        if _is_list(col.type):
+            lengths = col.value_lengths().to_numpy(zero_copy_only=False)
+            bad = np.flatnonzero(lengths != spec.dim)
+            if len(bad):
+                i = int(bad[0])
+                raise InvalidValueError(f"feature {name!r} expects vectors of dimension {spec.dim}, row {i} has {lengths[i]}")
+        flat = col.flatten().to_numpy(zero_copy_only=False)
+        return flat.reshape(len(col), spec.dim)
+    if isinstance(spec, Scalar):
+        return col.to_numpy(zero_copy_only=False)
+    if isinstance(spec, IdList) and _is_mixed(col.type.value_type):
+        return [_unmix(v) for v in col.to_pylist()]
+    return col.to_pylist()
+
+
+def _null_groups(batch: pa.RecordBatch, names: list[str]) -> list[tuple[np.ndarray | None, list[str]]]:
+    """Split a batch by which columns are null: ``[(row positions or None for all, columns to write)]``.
+
+    A put writes a feature for all its rows, so rows that lack different
+    features go into different puts; most batches have no nulls and stay one put.
+    """
+    nullable = [n for n in names if batch.column(n).null_count]
+    if not nullable:
+        return [(None, names)]
+    mask = np.stack([batch.column(n).is_null().to_numpy(zero_copy_only=False) for n in nullable], axis=1)
+    patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    out = []
+    for g, pat in enumerate(patterns):
+        nulls = {n for n, is_null in zip(nullable, pat) if is_null}
+        out.append((np.flatnonzero(inverse == g), [n for n in names if n not in nulls]))
+    return out
+
+
+def _prepare(table: Table, batch: pa.RecordBatch, ids: Any, rows: np.ndarray | None, names: list[str]) -> tuple[Any, dict[str, Any]]:
+    sub = batch if rows is None else batch.take(pa.array(rows))
+    sub_ids = ids if rows is None else ids[rows]
+    specs = table.schema.features
+    return sub_ids, {n: _column_values(n, specs[n], sub.column(n)) for n in names}
+
+
+def _check_or_pin(table: Table, batch: pa.RecordBatch, ids: Any, rows: np.ndarray | None, names: list[str], start: int) -> None:
+    """Run put's checks on a group without writing; on failure raise the first bad row's error, naming its file row.
+
+    Bisects on prefixes of the group (only on the error path), then restates
+    the error of that row alone, whose message says "row 0", with the row's
+    number in the file.
+    """
+
+    def error(sel: np.ndarray) -> VecstoreError | None:
+        try:
+            sub_ids, cols = _prepare(table, batch, ids, sel, names)
+            table._encode_columns(cols, len(table._ids(sub_ids)), False)
+        except VecstoreError as e:
+            return e
+        return None
+
+    rows = np.arange(batch.num_rows) if rows is None else rows
+    if error(rows) is None:
+        return
+    lo, hi = 1, len(rows)  # the shortest failing prefix is in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if error(rows[:mid]) is not None else (mid + 1, hi)
+    pos = int(rows[lo - 1])
+    err = error(np.array([pos]))
+    if err is None:
+        return
+    row = start + pos
+    text = re.sub(r"\brow 0\b", f"row {row}", err.message)
+    raise _restate(err, text if text != err.message else f"row {row}: {text}", row=row)
+
+
+def _restate(e: VecstoreError, message: str, **attrs: Any) -> VecstoreError:
+    """The same error class with a new message (works for classes with custom constructors too)."""
+    new = type(e).__new__(type(e))
+    new.__dict__.update(e.__dict__)
+    new.__dict__.update(attrs)
+    new.message = message
+    new.args = (message,)
+    return new
+
+
+def _put_batch(table: Table, batch: pa.RecordBatch, start: int, id_column: str, names: list[str], done: list[int]) -> None:
+    """Write one batch (one put per null pattern); ``done[0]`` counts rows as they commit."""
+    ids = _ids_of(batch.column(id_column), start, id_column)
+    groups = _null_groups(batch, names)
+    if len(groups) > 1:
+        # Several puts: check every group first so a bad value writes nothing of the batch.
+        for rows, cols in groups:
+            _check_or_pin(table, batch, ids, rows, cols, start)
+    for rows, cols in groups:
+        try:
+            table.put(*_prepare(table, batch, ids, rows, cols))
+        except (InvalidValueError, InvalidIdError):
+            # put wrote nothing of this group; find the bad value's row in the file.
+            _check_or_pin(table, batch, ids, rows, cols, start)
+            raise
+        done[0] += batch.num_rows if rows is None else len(rows)
+
+
+def _spec_types(specs: Mapping[str, Feature]) -> dict[str, pa.DataType]:
+    return {n: t for n, s in specs.items() if (t := _arrow_type(s)) is not None}
+
+
+def import_file(
+    store: Store,
+    table: str,
+    path: str | os.PathLike[str],
+    *,
+    id_column: str = "id",
+    format: str | None = None,
+    features: Mapping[str, Feature] | None = None,
+    columns: Sequence[str] | None = None,
+    batch_size: int = 10_000,
+    progress: Callable[[int, int | None], None] | None = None,
+    vector_feature: str | None = None,
+    ids: Sequence[Any] | np.ndarray | str | os.PathLike[str] | None = None,
+    expected_size: int | None = None,
+    bloom_fpr: float | None = None,
+) -> ImportResult:
+    """Stream a Parquet file or directory, CSV, JSON Lines or ``.npy`` file into a table.
+
+    ``format`` (``parquet``, ``csv``, ``jsonl``, ``npy``) defaults to the
+    suffix's, a directory being a Parquet dataset.  ``id_column`` holds the
+    IDs (strings or integers); ``columns`` limits the features read.  A new
+    table takes its specs from an exported file's metadata, else from
+    :func:`infer_features`, with ``features`` overriding or adding specs per
+    column; ``expected_size`` and ``bloom_fpr`` size its Bloom filter.  An
+    existing table must have a feature for every column read.  A ``.npy``
+    file's 2-D float array is the ``vector_feature``, with IDs from ``ids``
+    (a sequence, a ``.npy`` file or a text file of one ID per line) or else
+    the row numbers ``0..n-1``.  After each batch of ``batch_size`` rows,
+    ``progress(rows_done, rows_total or None)`` is called.
+
+    Raises ImportFileError, SchemaError and UnknownFeatureError before
+    anything is written; put's errors (InvalidValueError, InvalidIdError,
+    IdCollisionError) come restated with the file row and the rows imported
+    before it (attributes ``row``, ``rows_imported``).  docs/import-export.md
+    has the rules for nulls, IDs and errors.
+
+    Example::
+
+        res = vecstore.import_file(store, "items", "items.csv", id_column="item_id",
+                                   features={"zip": vecstore.Category()})
+        res.rows, res.created
+    """
+    t0 = time.perf_counter()
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InvalidValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    p = Path(path)
+    if not p.exists():
+        raise ImportFileError(f"{p} does not exist")
+    fmt = _detect_format(p, format)
+    existing = store.table(table) if table in store else None
+    hints: dict[str, Feature] = dict(existing.schema.features) if existing is not None else {}
+    hints.update(features or {})
+    try:
+        if fmt == "parquet":
+            src = _open_parquet(p, batch_size)
+        elif fmt == "csv":
+            src = _open_csv(p, _spec_types(hints))
+        elif fmt == "jsonl":
+            src = _open_jsonl(p, _spec_types(hints))
+        else:
+            src = _open_npy(p, id_column=id_column, vector_feature=vector_feature, ids=ids, batch_size=batch_size)
+    except (pa.ArrowException, OSError) as e:
+        hint = "JSON Lines holds one JSON object per line, not a JSON array" if fmt == "jsonl" else None
+        raise ImportFileError(f"cannot read {p} as {fmt}: {_first_line(e)}", hint=hint) from None
+
+    names = src.schema.names
+    if id_column not in names:
+        raise ImportFileError(
+            f"{p} has no ID column {id_column!r} (columns: {', '.join(names) or 'none'})",
+            hint="name the ID column with id_column= (CLI: --id-column)",
+        )
+    _check_id_type(src.schema.field(id_column).type, id_column)
+    if columns is not None:
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise ImportFileError(f"{p} has no column(s) {', '.join(map(repr, missing))} (columns: {', '.join(names)})")
+        wanted = [n for n in names if n in set(columns) and n != id_column]
+    else:
+        wanted = [n for n in names if n != id_column]
+
+    batches = _read_guarded(_rebatch(src.batches, batch_size), p, fmt)
+    first = next(batches, None)
+
+    created_specs: dict[str, Feature] | None = None
+    meta: dict[str, Any] | None = None
+    if existing is not None:
+        unknown = [n for n in wanted if n not in existing.schema.features]
+        if unknown:
+            raise UnknownFeatureError(
+                f"table {table!r} has no feature(s) {', '.join(map(repr, unknown))} for the file's column(s) "
+                f"(features: {', '.join(existing.schema.features)}); nothing was imported",
+                hint="leave those columns out with columns=, or import into a new table",
+            )
+        specs = {n: existing.schema.features[n] for n in wanted}
+    else:
+        meta = schema_from_metadata(src.metadata)
+        given = dict(meta["features"]) if meta else {}
+        given.update(features or {})
+        sample = first.select(wanted) if first is not None else None
+        specs = {
+            n: given[n] if n in given else _infer_one(n, src.schema.field(n).type, sample) for n in wanted
+        }
+        # Specs given for columns the file lacks add features with no values yet.
+        created_specs = {**specs, **{n: s for n, s in (features or {}).items() if n not in specs}}
+    for n in wanted:
+        _check_column_type(n, specs[n], src.schema.field(n).type)
+
+    created = False
+    if existing is None:
+        assert created_specs is not None
+        if not created_specs:
+            raise ImportFileError(f"{p} has no feature columns besides the ID column {id_column!r}")
+        size = expected_size or (meta or {}).get("expected_size") or (src.total if src.total else None) or 1_000_000
+        fpr = bloom_fpr or (meta or {}).get("bloom_fpr") or 0.01
+        tbl = store.create_table(table, created_specs, expected_size=max(int(size), 1), bloom_fpr=float(fpr))
+        created = True
+    else:
+        tbl = existing
+
+    done = [0]
+    nbatches = 0
+    start = 0
+    batch = first
+    try:
+        while batch is not None:
+            _put_batch(tbl, batch.select([id_column, *wanted]), start, id_column, wanted, done)
+            start += batch.num_rows
+            nbatches += 1
+            if progress is not None:
+                progress(done[0], src.total)
+            batch = next(batches, None)
+    except BaseException as e:
+        if created and done[0] == 0:
+            # Nothing of the file went in: leave no half-made table behind.
+            store.drop_table(table)
+            note = f"nothing was imported and the new table {table!r} was dropped again"
+        if not isinstance(e, VecstoreError):
+            raise
+        if not (created and done[0] == 0):
+            row = getattr(e, "row", None)
+            where = f"at row {row}" if row is not None else f"in the batch starting at row {start}"
+            note = f"{done[0]} rows were imported before the error {where} (committed batches stay in table {table!r})"
+        raise _restate(e, f"{e.message}; {note}", rows_imported=done[0]) from e
+    seconds = time.perf_counter() - t0
+    return ImportResult(
+        table=table,
+        rows=done[0],
+        batches=nbatches,
+        created=created,
+        features=dict(tbl.schema.features) if created else None,
+        seconds=seconds,
+        rows_per_s=done[0] / seconds if seconds > 0 else 0.0,
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _read_guarded(it: Iterator[pa.RecordBatch], path: Path, fmt: str) -> Iterator[pa.RecordBatch]:
+    """Turn a reader's failure (a malformed row, a value that does not parse) into ImportFileError."""
+    rows = 0
+    while True:
+        try:
+            b = next(it)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as e:
+            err = ImportFileError(
+                f"cannot read {path} as {fmt} at or after row {rows}: {_first_line(e)}",
+                hint="text formats take each column's type from the first rows; give the type with features= "
+                "(CLI: --schema) if later rows differ" if fmt in ("csv", "jsonl") else None,
+            )
+            err.row = rows  # type: ignore[attr-defined]
+            raise err from None
+        rows += b.num_rows
+        yield b
