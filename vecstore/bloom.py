@@ -62,6 +62,7 @@ import numpy as np
 import xxhash
 
 from .errors import CorruptionError, InvalidValueError
+from .fsutil import fsync_dir as _fsync_dir
 
 __all__ = ["BloomFilter"]
 
@@ -528,17 +529,3 @@ class BloomFilter:
             buf = bytearray(size)
             got = f.readinto(buf)
         return cls._decode(memoryview(buf)[:got], copy=False)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable; a no-op where directories cannot be opened (Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        # Some filesystems refuse fsync on a directory; the rename stands anyway.
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -37,6 +37,7 @@ import numpy as np
 from . import changelog
 from .bloom import BloomFilter
 from .errors import CorruptionError
+from .fsutil import fsync_dir, fsync_path
 
 if TYPE_CHECKING:
     from .table import Table
@@ -76,20 +77,12 @@ def atomic_replace(write: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    fsync_dir(path.parent)
 
 
 def remove_orphan_temps(folder: Path, prefix: str) -> None:

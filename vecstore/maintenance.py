@@ -49,6 +49,7 @@ from .errors import (
 )
 from .featurelog.index import _acquire, _release
 from .featurelog.segments import list_segments
+from .fsutil import fsync_path as _fsync
 from .store import Store, _live_stores
 
 __all__ = [
@@ -160,14 +161,6 @@ class RepairReport:
 
 
 # -- files ----------------------------------------------------------------------
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def store_sizes(path: str | os.PathLike[str]) -> StoreSizes:

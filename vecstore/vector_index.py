@@ -42,6 +42,7 @@ from .codecs import decode_vectors
 from .derived import Derived, remove_orphan_temps, touched_keys
 from .errors import CorruptionError
 from .features import Vector
+from .fsutil import fsync_path as _fsync
 from .info import IndexInfo
 from .records import key_bytes
 from .schema import PRESENT
@@ -100,14 +101,6 @@ def snapshot_damage(path: Path) -> str | None:
     if got != int(m.group(1), 16):
         return f"checksum mismatch (content {got:016x}, name says {m.group(1)}): the file is damaged"
     return None
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def vectors_of(spec: Vector, name: str, records: np.ndarray, bit: int) -> tuple[np.ndarray, np.ndarray]:
