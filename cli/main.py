@@ -15,6 +15,7 @@ import click
 import vecstore
 from vecstore.demo import run_demo
 
+from .common import open_store
 from .data_cmds import delete, export, get, import_, put, search
 from .log_cmds import logs
 from .store_cmds import backup, compact, info, init, verify
@@ -108,8 +109,10 @@ def serve(path: str, unix: str | None, host: str, port: int, token_file: str | N
         click.echo(f"vecstore {vecstore.__version__} serving {path} on {server.address}"
                    f"{' (read-only)' if server.read_only else ''}", err=True)
 
-    run_server(path, unix=unix, host=host, port=port, token_file=token_file, read_only=read_only,
-               max_frame_bytes=max_frame_bytes, max_connections=max_connections, ready=ready)
+    # Opened here (never created: only init/import/put create stores) and closed on the way out.
+    with open_store(path, readonly=read_only) as store:
+        run_server(store, unix=unix, host=host, port=port, token_file=token_file, read_only=read_only,
+                   max_frame_bytes=max_frame_bytes, max_connections=max_connections, ready=ready)
 
 
 for _cmd in (init, info, import_, export, get, put, delete, search, verify, compact, backup, logs):

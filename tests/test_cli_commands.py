@@ -99,6 +99,7 @@ NON_CREATING = [
     ["logs", "export", "{p}", "{out}"],
     ["logs", "prune", "{p}", "--keep-days", "1"],
     ["logs", "drift", "{p}", "--baseline", "2d..1d"],
+    ["serve", "{p}", "--unix", "{out}"],
 ]
 
 
@@ -381,3 +382,14 @@ def test_progress_bar_draws_only_on_a_terminal(monkeypatch, capsys):
         progress(100, 100)
     err = capsys.readouterr().err
     assert "loading" in err and "rows/s" in err and "100 rows" in err and err.endswith("\n")
+
+
+# -- serve ----------------------------------------------------------------------
+
+
+def test_serve_refuses_a_missing_store_and_a_public_address_without_a_token(tmp_path, store_path):
+    r = run("serve", tmp_path / "missing.vs", "--unix", tmp_path / "s.sock")
+    assert r.exit_code == 1 and "no store" in r.output and not (tmp_path / "missing.vs").exists()
+    r = run("serve", store_path, "--host", "0.0.0.0", "--port", "0")
+    assert r.exit_code == 1 and "token" in r.output.lower(), r.output
+    assert len(r.output.strip().splitlines()) == 1
