@@ -12,7 +12,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import vecstore
 from vecstore.features import Category, Scalar
 
 __all__ = [
+    "Progress",
     "echo_json",
     "human_bytes",
     "json_option",
@@ -107,41 +108,56 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, right:
         click.echo(line(r))
 
 
-@contextmanager
-def progress_bar(label: str, *, quiet: bool = False, unit: str = "rows") -> Iterator[Callable[[int, int | None], None]]:
+class Progress:
     """A ``progress(done, total)`` callback drawing a one-line bar with a rate on stderr.
 
     Drawn only when stdout is a terminal and not ``quiet``, so pipes and
-    scripts get clean output; redrawn at most ten times a second.
+    scripts get clean output; redrawn at most ten times a second.  ``close()``
+    ends the line (it is idempotent, so a later phase can close an earlier one).
     """
-    enabled = not quiet and sys.stdout.isatty()
-    t0 = time.perf_counter()
-    last = [0.0, 0]
 
-    def draw(done: int, total: int | None, final: bool = False) -> None:
+    def __init__(self, label: str, *, quiet: bool = False, unit: str = "rows") -> None:
+        self.label, self.unit = label, unit
+        self.enabled = not quiet and sys.stdout.isatty()
+        self.t0 = time.perf_counter()
+        self.drawn_at = 0.0
+        self.done = 0
+        self.closed = False
+
+    def _draw(self, total: int | None, final: bool = False) -> None:
         now = time.perf_counter()
-        if not final and now - last[0] < 0.1:
+        if not final and now - self.drawn_at < 0.1:
             return
-        last[0], last[1] = now, done
-        rate = done / max(now - t0, 1e-9)
+        self.drawn_at = now
+        done, unit = self.done, self.unit
+        rate = done / max(now - self.t0, 1e-9)
         if total:
             frac = min(done / total, 1.0)
             bar = "#" * int(frac * 30)
-            text = f"{label} [{bar:<30}] {done:,}/{total:,} {unit} {frac:4.0%}  {rate:,.0f} {unit}/s"
+            text = f"{self.label} [{bar:<30}] {done:,}/{total:,} {unit} {frac:4.0%}  {rate:,.0f} {unit}/s"
         else:
-            text = f"{label} {done:,} {unit}  {rate:,.0f} {unit}/s"
+            text = f"{self.label} {done:,} {unit}  {rate:,.0f} {unit}/s"
         click.echo(f"\r{text}\x1b[K", nl=final, err=True)
 
-    def callback(done: int, total: int | None) -> None:
-        last[1] = done
-        if enabled:
-            draw(done, total)
+    def __call__(self, done: int, total: int | None) -> None:
+        self.done = done
+        if self.enabled and not self.closed:
+            self._draw(total)
 
+    def close(self) -> None:
+        if self.enabled and self.done and not self.closed:
+            self._draw(None, final=True)
+        self.closed = True
+
+
+@contextmanager
+def progress_bar(label: str, *, quiet: bool = False, unit: str = "rows") -> Iterator[Progress]:
+    """A :class:`Progress` closed on the way out."""
+    bar = Progress(label, quiet=quiet, unit=unit)
     try:
-        yield callback
+        yield bar
     finally:
-        if enabled and last[1]:
-            draw(last[1], None, final=True)
+        bar.close()
 
 
 def split_names(value: str | None) -> list[str] | None:

@@ -92,31 +92,42 @@ def import_(path: str, table: str, file: str, id_column: str, fmt: str | None, s
 
     features = None
     spec = None
+    sizing: dict[str, Any] = {}
     if schema_path is not None:
         spec = load_schema(schema_path)
-        features = spec.table(table).features
+        tspec = spec.table(table)
+        # The file's other columns are still inferred; these specs win for the ones named.
+        features = tspec.features
+        sizing = {"expected_size": tspec.expected_size, "bloom_fpr": tspec.bloom_fpr}
     is_npy = fmt == "npy" or (fmt is None and file.lower().endswith(".npy"))
     if not is_npy and (vector_feature is not None or ids_file is not None):
         raise click.UsageError("--vector-feature and --ids apply to .npy files only")
     new = _created_store(path)
     try:
         with vecstore.open(path, seed=spec.seed if spec is not None else None) as store:
-            if spec is not None and table not in store:
-                spec.table(table).create(store)
             if is_npy and vector_feature is None:
                 vector_feature = _only_vector(store, table, features)
-            with progress_bar(f"importing {Path(file).name}", quiet=quiet) as progress:
+            with progress_bar(f"importing {Path(file).name}", quiet=quiet) as loading, \
+                    progress_bar("building the index", quiet=quiet) as indexing:
+
+                def index_progress(done: int, total: int) -> None:
+                    loading.close()  # the load is over: finish its line before the next bar
+                    indexing(done, total)
+
                 result = import_file(store, table, file, id_column=id_column, format=fmt, features=features,
-                                     columns=split_names(columns), batch_size=batch_size, progress=progress,
-                                     vector_feature=vector_feature, ids=ids_file)
+                                     columns=split_names(columns), batch_size=batch_size, progress=loading,
+                                     vector_feature=vector_feature, ids=ids_file, index_progress=index_progress,
+                                     **sizing)
     except BaseException:
         _remove_new_store(path, new)
         raise
     if as_json:
         echo_json(result.to_dict())
         return
-    click.echo(f"imported {result.rows:,} rows into {table} in {result.seconds:.2f} s "
+    click.echo(f"imported {result.rows:,} rows into {table} in {result.seconds - result.index_seconds:.2f} s "
                f"({result.rows_per_s:,.0f} rows/s){', table created' if result.created else ''}")
+    if result.index_seconds >= 0.01:
+        click.echo(f"brought the index and Bloom filter up to date in {result.index_seconds:.2f} s")
 
 
 @click.command()
@@ -139,6 +150,8 @@ def export(path: str, table: str, out: str, features: str | None, overwrite: boo
     """
     from vecstore.table_export import export_table
 
+    if out == "-" or Path(out).suffix.lower() not in (".parquet", ".pq"):
+        raise click.BadParameter("export writes a Parquet file: give OUT a .parquet (or .pq) name", param_hint="OUT")
     with open_store(path, readonly=True) as store:
         t = store.table(table)
         with progress_bar(f"exporting {table}", quiet=quiet) as progress:
@@ -179,8 +192,14 @@ def get(path: str, table: str, ids: tuple[str, ...], features: str | None, int_i
         raise click.ClickException(f"{len(missing)} of {len(found)} ID(s) not stored in {table}: {', '.join(missing[:10])}")
 
 
-def _jsonl_batches(stream: Any, id_field: str, batch_size: int) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
+def _jsonl_runs(stream: Any, id_field: str, batch_size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """Consecutive stdin lines with the same fields, at most ``batch_size`` of them, with the first line's number.
+
+    Runs keep the input order, so a later line for an ID always wins (grouping
+    equal field sets across the whole batch would reorder updates).
+    """
+    run: list[dict[str, Any]] = []
+    first = 0
     for lineno, line in enumerate(stream, 1):
         if not line.strip():
             continue
@@ -190,12 +209,14 @@ def _jsonl_batches(stream: Any, id_field: str, batch_size: int) -> Iterator[list
             raise click.ClickException(f"stdin line {lineno} is not JSON: {e.msg}") from None
         if not isinstance(obj, dict) or id_field not in obj:
             raise click.ClickException(f"stdin line {lineno} must be a JSON object with an {id_field!r} field")
-        batch.append(obj)
-        if len(batch) >= batch_size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+        if run and (len(run) >= batch_size or obj.keys() != run[0].keys()):
+            yield first, run
+            run = []
+        if not run:
+            first = lineno
+        run.append(obj)
+    if run:
+        yield first, run
 
 
 def _columns(table: vecstore.Table, group: list[dict[str, Any]], id_field: str) -> dict[str, Any]:
@@ -226,9 +247,10 @@ def _columns(table: vecstore.Table, group: list[dict[str, Any]], id_field: str) 
 def put(path: str, table: str, id_field: str, schema_path: str | None, batch_size: int, as_json: bool) -> None:
     """Insert or update rows read as JSON lines from stdin: {"id": ..., "feature": value, ...}.
 
-    Fields left out keep their stored values; vectors are JSON lists. Each
-    batch is one transaction: a bad line stops the command, and the batches
-    before it stay written (the message says how many rows).
+    Fields left out keep their stored values; vectors are JSON lists.
+    Consecutive lines with the same fields (up to --batch-size) are written in
+    one transaction, in input order. A bad line stops the command: what came
+    before its run of lines stays written, and the message says how much.
 
     \b
     Example:
@@ -240,31 +262,35 @@ def put(path: str, table: str, id_field: str, schema_path: str | None, batch_siz
         raise click.ClickException(f"no store at {path}; pass --schema to create it")
     new = _created_store(path)
     written = 0
+    created_table = False
     try:
         with vecstore.open(path, create=spec is not None, seed=spec.seed if spec is not None else None) as store:
             if table not in store:
                 if spec is None:
                     store.table(table)  # raises TableNotFoundError with the list of tables
                 spec.table(table).create(store)  # type: ignore[union-attr]
+                created_table = True
             t = store.table(table)
-            try:
-                for batch in _jsonl_batches(sys.stdin, id_field, batch_size):
-                    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-                    for r in batch:
-                        groups.setdefault(tuple(r), []).append(r)
-                    for group in groups.values():
-                        written += t.put([r[id_field] for r in group], _columns(t, group, id_field))
-            except (vecstore.VecstoreError, click.ClickException) as e:
-                msg = e.format_message() if isinstance(e, click.ClickException) else str(e)
-                raise click.ClickException(f"{msg} ({written:,} rows were written before this)") from None
+            for first, run in _jsonl_runs(sys.stdin, id_field, batch_size):
+                try:
+                    written += t.put([r[id_field] for r in run], _columns(t, run, id_field))
+                except (vecstore.VecstoreError, click.ClickException) as e:
+                    msg = e.format_message() if isinstance(e, click.ClickException) else str(e)
+                    lines = f"line {first}" if len(run) == 1 else f"lines {first}-{first + len(run) - 1} (rows count from 0)"
+                    raise click.ClickException(
+                        f"stdin {lines}: {msg}; {written:,} row(s) from earlier lines were written, none from these"
+                    ) from None
     except BaseException:
         if written == 0:
             _remove_new_store(path, new)
+            if created_table and not new:
+                with vecstore.open(path) as store:  # leave no empty table behind either
+                    store.drop_table(table)
         raise
     if as_json:
         echo_json({"table": table, "rows": written})
     else:
-        click.echo(f"wrote {written:,} rows to {table}")
+        click.echo(f"wrote {written:,} row{'s' if written != 1 else ''} to {table}")
 
 
 @click.command()
@@ -349,4 +375,6 @@ def search(path: str, table: str, by_id: str | None, vector: str | None, vectors
         click.echo("no hits")
         return
     headers = [h for h in ("query", "rank", "id", "distance") if h in rows[0]]
-    print_table(headers, [[r[h] for h in headers] for r in rows], right=[i for i, h in enumerate(headers) if h != "id"])
+    # People count hits from 1 (JSON keeps the 0-based rank of the API).
+    print_table(headers, [[r[h] + 1 if h == "rank" else r[h] for h in headers] for r in rows],
+                right=[i for i, h in enumerate(headers) if h != "id"])

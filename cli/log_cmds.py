@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import time
 from typing import Any
 
@@ -53,8 +54,11 @@ def logs_export(path: str, out: str, stage: str | None, start: str | None, end: 
     Example:
       vecstore logs export ./shop.vs ./train --stage ranking --start 7d
     """
+    lo, hi = _ordered(parse_time(start), parse_time(end), "--start/--end")
     with open_store(path, readonly=True) as store:
-        result = store.log.export(out, stage=stage, start=parse_time(start), end=parse_time(end), table=table,
+        if table is not None:
+            store.table(table)  # a typo would otherwise export nothing and succeed
+        result = store.log.export(out, stage=stage, start=lo, end=hi, table=table,
                                   join_labels=not no_labels, exist_ok=exist_ok)
     summary = {"path": result.path, "files": result.files, "rows": result.rows, "rows_by_stage": result.rows_by_stage,
                "calls": result.calls, "labels_joined": result.labels_joined, "seconds": result.seconds}
@@ -85,9 +89,9 @@ def logs_stats(path: str, stage: str, features: tuple[str, ...], table: str | No
     Example:
       vecstore logs stats ./shop.vs --stage ranking --feature price --feature ctr_7d --start 1d
     """
+    lo, hi = _ordered(parse_time(start), parse_time(end), "--start/--end")
     with open_store(path, readonly=True) as store:
-        reports = [store.log.stats(stage=stage, feature=f, table=table, start=parse_time(start), end=parse_time(end))
-                   for f in features]
+        reports = [store.log.stats(stage=stage, feature=f, table=table, start=lo, end=hi) for f in features]
     if as_json:
         echo_json([r.to_dict() for r in reports])
         return
@@ -97,12 +101,24 @@ def logs_stats(path: str, stage: str, features: tuple[str, ...], table: str | No
                 right=list(range(2, 10)))
 
 
+def _iso(t: float) -> str:
+    return _dt.datetime.fromtimestamp(t, _dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _ordered(start: float | None, end: float | None, what: str) -> tuple[float | None, float | None]:
+    """Refuse a window that ends before it starts (``--start 1d --end 2d`` reads backwards)."""
+    if start is not None and end is not None and end <= start:
+        raise click.BadParameter(f"the window ends ({_iso(end)}) before it starts ({_iso(start)}); "
+                                 "ages count back from now, so the older time (e.g. 2d) comes first", param_hint=what)
+    return start, end
+
+
 def _window(text: str, what: str) -> tuple[float | None, float | None]:
     if ".." not in text:
         raise click.BadParameter(f"use START..END, e.g. 14d..7d (either side may be empty); times are {TIME_HELP}",
                                  param_hint=f"--{what}")
     a, b = text.split("..", 1)
-    return parse_time(a or None), parse_time(b or None)
+    return _ordered(parse_time(a or None), parse_time(b or None), f"--{what}")
 
 
 @logs.command("drift")
@@ -118,6 +134,9 @@ def _window(text: str, what: str) -> tuple[float | None, float | None]:
 def logs_drift(path: str, baseline: str, current: str, features: tuple[str, ...], stage: str, table: str | None,
                fail_on_drift: bool, as_json: bool) -> None:
     """PSI and Kolmogorov-Smirnov distance of logged features between two time windows.
+
+    Statistics are kept per time bucket (one hour by default), so each window
+    is widened to whole buckets: windows that meet inside a bucket share it.
 
     \b
     Example:

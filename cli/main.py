@@ -7,6 +7,7 @@ and exit status 1 (a traceback only with ``--debug``).
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -20,6 +21,14 @@ from .data_cmds import delete, export, get, import_, put, search
 from .log_cmds import logs
 from .store_cmds import backup, compact, info, init, verify
 
+# Library hints name Python calls; on the command line these say what to type.
+_CLI_HINTS: dict[type, str] = {
+    vecstore.TableNotFoundError: "create it with `vecstore init PATH --schema FILE --exist-ok`, or let `vecstore import` "
+    "create it from a file",
+    vecstore.StoreNotFoundError: "create it with `vecstore init PATH --schema FILE` or `vecstore import`; "
+    "check the path",
+}
+
 
 class _Group(click.Group):
     """Turns library errors into one-line messages instead of tracebacks."""
@@ -30,13 +39,31 @@ class _Group(click.Group):
         except vecstore.VecstoreError as e:
             if ctx.params.get("debug"):
                 raise
-            raise click.ClickException(" ".join(str(e).split())) from None
+            hint = next((h for cls, h in _CLI_HINTS.items() if isinstance(e, cls)), None)
+            text = f"{e.message} (hint: {hint})" if hint else str(e)
+            raise click.ClickException(" ".join(text.split())) from None
+        except BrokenPipeError:
+            # The reader went away (`vecstore info ... | head -1`): not an error.
+            # Point stdout at /dev/null so the interpreter's final flush stays quiet.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(0)
         except OSError as e:
             # Disk full, permission denied, a vanished file: say which, in one line.
             if ctx.params.get("debug"):
                 raise
             where = f" ({e.filename})" if getattr(e, "filename", None) else ""
             raise click.ClickException(f"{e.strerror or e}{where}") from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as e:  # the one place every unexpected error becomes one line
+            if ctx.params.get("debug"):
+                raise
+            text = " ".join(str(e).split())[:300]
+            raise click.ClickException(
+                f"unexpected {type(e).__name__}: {text} (a bug in vecstore or an input it does not handle: "
+                "rerun with --debug for the traceback and report it)"
+            ) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -40,11 +40,20 @@ def init(path: str, schema_path: str, seed: int | None, exist_ok: bool) -> None:
       vecstore init ./shop.vs --schema docs/schema.example.toml
     """
     spec = load_schema(schema_path)
-    if (Path(path) / "data.mdb").exists() and not exist_ok:
+    existed = (Path(path) / "data.mdb").exists()
+    if existed and not exist_ok:
         raise click.ClickException(f"{path} already holds a store (pass --exist-ok to add the file's missing tables)")
     with vecstore.open(path, seed=seed if seed is not None else spec.seed) as store:
+        before = set(store.tables())
         tables = spec.create_tables(store, exist_ok=exist_ok)
-        click.echo(f"created {path}: " + ", ".join(f"{t.name} ({len(t.features)} features)" for t in tables))
+    made = [t for t in tables if t.name not in before]
+    listing = ", ".join(f"{t.name} ({len(t.features)} features)" for t in made)
+    if not existed:
+        click.echo(f"created {path}: {listing}")
+    elif made:
+        click.echo(f"added to {path}: {listing}")
+    else:
+        click.echo(f"{path} already has every table of {schema_path}; nothing to do")
 
 
 def _ts(t: float | None) -> str:
@@ -184,14 +193,16 @@ def compact(path: str, keep_logs: float | None, quiet: bool, as_json: bool) -> N
 
     if not (Path(path) / "data.mdb").exists():
         raise click.ClickException(f"no store at {path}")
-    with progress_bar("rebuilding", quiet=quiet) as progress:
+    with progress_bar("compacting", quiet=quiet, unit="steps") as progress:
         report = compact_store(path, keep_logs_days=keep_logs, progress=progress)
     if as_json:
         echo_json(report.to_dict())
         return
     b, a = report.before, report.after
+    change = (f"{human_bytes(report.bytes_reclaimed)} reclaimed" if report.bytes_reclaimed >= 0 else
+              f"{human_bytes(-report.bytes_reclaimed)} more: Bloom/index snapshots written for the first time")
     click.echo(f"compacted {path} in {report.seconds:.2f} s: {human_bytes(b.total_bytes)} -> {human_bytes(a.total_bytes)} "
-               f"({human_bytes(report.bytes_reclaimed)} reclaimed)")
+               f"({change})")
     print_table(["part", "before", "after"], [
         ["data.mdb", human_bytes(b.data_bytes), human_bytes(a.data_bytes)],
         ["Bloom/index snapshots", human_bytes(b.derived_bytes), human_bytes(a.derived_bytes)],

@@ -235,7 +235,10 @@ class _Connection(asyncio.Protocol):
                     req = None
                     self._finish(_error(None, e), "<invalid>", t0, False)
                 if req is None:
-                    pending.popleft()
+                    # A refused request (bad auth) may have closed the connection,
+                    # which already cleared the queue.
+                    if pending:
+                        pending.popleft()
                     continue
                 pending[0] = head = req
             o = head.op

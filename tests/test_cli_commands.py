@@ -200,12 +200,30 @@ def test_put_bad_line_keeps_earlier_batches(store_path):
     good = "\n".join(json.dumps({"id": f"p-{i}", "price": float(i)}) for i in range(5))
     r = run("put", store_path, "items", "--batch-size", "5", input=good + '\n{"id": "p-9", "price": "cheap"}\n')
     assert r.exit_code == 1
-    assert "5 rows were written before this" in r.output
+    assert "stdin line 6:" in r.output and "5 row(s) from earlier lines were written" in r.output
     with vecstore.open(store_path, readonly=True) as s:
         assert s.table("items").contains([f"p-{i}" for i in range(5)]).all()
         assert not s.table("items").contains("p-9")
     notjson = run("put", store_path, "items", input="{oops\n")
     assert notjson.exit_code == 1 and "line 1 is not JSON" in notjson.output
+
+
+def test_put_keeps_input_order_and_writes_no_part_of_a_bad_run(store_path):
+    lines = [
+        {"id": "o-1", "price": 1.0, "category": "a"},
+        {"id": "o-1", "price": 2.0},
+        {"id": "o-1", "price": 3.0, "category": "c"},  # the last line for an ID wins
+    ]
+    r = run("put", store_path, "items", input="".join(json.dumps(x) + "\n" for x in lines))
+    assert r.exit_code == 0, r.output
+    with vecstore.open(store_path, readonly=True) as s:
+        row = s.table("items").get("o-1")
+        assert row["price"].tolist() == [3.0] and row["category"].tolist() == ["c"]
+    bad = [{"id": "q-1", "price": 1.0}, {"id": "q-2", "price": 2.0}, {"id": "q-3", "price": "x"}]
+    r = run("put", store_path, "items", input="".join(json.dumps(x) + "\n" for x in bad))
+    assert r.exit_code == 1 and "stdin lines 1-3" in r.output and "0 row(s)" in r.output
+    with vecstore.open(store_path, readonly=True) as s:
+        assert not s.table("items").contains(["q-1", "q-2"]).any()
 
 
 def test_put_creates_a_store_only_with_a_schema(tmp_path):
@@ -220,6 +238,11 @@ def test_put_creates_a_store_only_with_a_schema(tmp_path):
     # a failed put into a new store leaves no store behind
     r = run("put", tmp_path / "q.vs", "items", "--schema", EXAMPLE_SCHEMA, input='{"id": "x", "colour": 1}\n')
     assert r.exit_code == 1 and "colour" in r.output and not (tmp_path / "q.vs").exists()
+    # nor an empty table in an existing store
+    r = run("put", path, "users", "--schema", EXAMPLE_SCHEMA, input='{"id": "u", "age": "old"}\n')
+    assert r.exit_code == 1
+    with vecstore.open(path, readonly=True) as s:
+        assert s.tables() == ["items"]
 
 
 def test_delete_args_and_stdin(store_path):
@@ -393,3 +416,19 @@ def test_serve_refuses_a_missing_store_and_a_public_address_without_a_token(tmp_
     r = run("serve", store_path, "--host", "0.0.0.0", "--port", "0")
     assert r.exit_code == 1 and "token" in r.output.lower(), r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+def test_logs_windows_must_run_forwards_and_tables_exist(logged_store, tmp_path):
+    r = run("logs", "stats", logged_store, "--stage", "ranking", "--feature", "price", "--start", "1d", "--end", "2d")
+    assert r.exit_code == 2 and "ends" in r.output and "UTC" in r.output
+    r = run("logs", "drift", logged_store, "--baseline", "1d..2d")
+    assert r.exit_code == 2 and "older time" in r.output
+    r = run("logs", "export", logged_store, tmp_path / "out", "--table", "nosuch")
+    assert r.exit_code == 1 and "nosuch" in r.output and not (tmp_path / "out").exists()
+
+
+def test_export_wants_a_parquet_name(store_path, tmp_path):
+    for out in ("items.csv", "-"):
+        r = run("export", store_path, "items", out)
+        assert r.exit_code == 2 and ".parquet" in r.output
+    assert not (tmp_path / "items.csv").exists()

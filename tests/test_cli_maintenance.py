@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import pytest
 from click.testing import CliRunner
 from vecstore.cli.main import main
 
@@ -64,6 +65,8 @@ def test_export_import_round_trip(tmp_path):
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
     assert res["rows"] == 2000 and res["created"] is True
+    assert list((dst / "index").glob("*.usearch")), "import saves the index, so the first search is warm"
+    assert list((dst / "bloom").glob("*.bloom"))
     with vecstore.open(src, readonly=True) as a, vecstore.open(dst, readonly=True) as b:
         ta, tb = a.table("items"), b.table("items")
         assert {n: s.to_dict() for n, s in ta.features.items()} == {n: s.to_dict() for n, s in tb.features.items()}
@@ -91,13 +94,23 @@ def test_import_csv_infers_a_table(tmp_path):
 
 def test_import_with_a_schema_file(tmp_path):
     schema = tmp_path / "s.toml"
-    schema.write_text('[tables.users.features]\nage = "u8"\ncountry = "category"\n')
+    schema.write_text('[tables.users]\nexpected_size = 1000\n[tables.users.features]\nage = "u8"\n')
     csv = tmp_path / "users.csv"
-    pacsv.write_csv(pa.table({"id": ["a", "b"], "age": [30, 40], "country": ["de", "fr"]}), csv)
+    pacsv.write_csv(pa.table({"id": ["a", "b"], "age": [30, 40], "country": ["de", "fr"], "score": [0.5, 1.5]}), csv)
     r = run("import", tmp_path / "u.vs", "users", csv, "--schema", schema)
     assert r.exit_code == 0, r.output
     with vecstore.open(tmp_path / "u.vs", readonly=True) as s:
-        assert s.table("users").features["age"] == vecstore.Scalar("u8")
+        f = s.table("users").features
+        assert f["age"] == vecstore.Scalar("u8")  # from the schema file
+        assert f["country"] == vecstore.Category() and f["score"].kind == "scalar"  # inferred
+    # a failed import creates no table in an existing store
+    bad = tmp_path / "bad.csv"
+    pacsv.write_csv(pa.table({"id": ["a"], "age": [3000]}), bad)
+    schema.write_text('[tables.other.features]\nage = "u8"\n')
+    r = run("import", tmp_path / "u.vs", "other", bad, "--schema", schema)
+    assert r.exit_code == 1, r.output
+    with vecstore.open(tmp_path / "u.vs", readonly=True) as s:
+        assert s.tables() == ["users"]
 
 
 def test_failed_import_into_a_new_store_leaves_nothing(tmp_path):
@@ -272,3 +285,24 @@ def test_import_npy_vectors(tmp_path):
     with vecstore.open(path, readonly=True) as s:
         assert len(s.table("docs")) == 310 and s.table("docs").contains(9)
     assert run("import", path, "docs", tmp_path / "ids.txt", "--format", "csv", "--ids", more).exit_code == 2
+
+
+@pytest.mark.parametrize("name,content,needle", [
+    ("bad.jsonl", b'{"id": "a", "name": "caf\xe9"}\n', "UTF-8"),
+    ("empty.npy", b"", "cannot read"),
+    ("header.csv", b"id,x\n", "no data rows"),
+])
+def test_unreadable_files_are_one_line_errors(tmp_path, name, content, needle):
+    f = tmp_path / name
+    f.write_bytes(content)
+    r = run("import", tmp_path / "x.vs", "t", f, *(["--vector-feature", "v"] if name.endswith(".npy") else []))
+    assert r.exit_code == 1 and r.output.startswith("Error: ") and needle in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "x.vs").exists()
+
+
+def test_empty_ids_are_refused(tmp_path):
+    f = tmp_path / "e.parquet"
+    pq.write_table(pa.table({"id": ["a", ""], "x": [1.0, 2.0]}), f)
+    r = run("import", tmp_path / "x.vs", "t", f)
+    assert r.exit_code == 1 and "empty ID at row 1" in r.output

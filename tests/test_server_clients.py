@@ -317,6 +317,7 @@ def test_serve_command(tmp_path):
     runner = CliRunner()
     out = runner.invoke(main, ["serve", "--help"])
     assert out.exit_code == 0 and "--token-file" in out.output and "--max-frame-bytes" in out.output
+    vecstore.open(tmp_path / "s.vs").close()  # serve never creates a store
     out = runner.invoke(main, ["serve", str(tmp_path / "s.vs"), "--host", "0.0.0.0", "--port", "0"])
     assert out.exit_code == 1 and out.output.startswith("Error: refusing to listen on non-loopback address")
     assert len(out.output.strip().splitlines()) == 1

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -204,6 +205,30 @@ class Derived:
     @property
     def consumer_key(self) -> bytes:
         return b"consumer:%d:%s" % (self.table.schema.table_id, self.name.encode())
+
+
+def catch_up(table: Table, progress: Callable[[int, int], None] | None = None) -> None:
+    """Bring a table's vector indexes and Bloom filter up to date with its rows and save them.
+
+    Derived structures otherwise catch up lazily, on the first search or
+    membership check; after a bulk load that first search would build a whole
+    HNSW index (and a read-only process could not even keep it).  A bulk
+    loader ends with this so the next process starts warm.  ``progress(done,
+    total)`` follows an index built from scratch.
+
+    Example::
+
+        catch_up(store.table("items"))
+    """
+    for vi in table._indexes.values():
+        if not vi.ready and not vi.snapshots():
+            vi.rebuild(progress)  # with progress; it saves the snapshot itself
+        else:
+            vi.sync()
+            vi.persist(force=True)
+    bloom = table._bloom_state
+    bloom.sync()
+    bloom.persist(force=True)
 
 
 class BloomState(Derived):

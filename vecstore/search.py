@@ -390,7 +390,10 @@ def search(
         among_keys = np.unique(table._ids(among).keys)
     vi = table._index(name) if spec.index is not None else None
     if rerank is None:
-        rerank = _DEFAULT_RERANK.get(vi.dtype, 0) if vi is not None and vi.dtype != spec.dtype else 0
+        # An i8/b1 index compares an i8/b1-quantized query with its own codes;
+        # the exact distance to the stored vector (dequantized) is sharper even
+        # when the storage codec is the same, and near-ties are what it reorders.
+        rerank = _DEFAULT_RERANK.get(vi.dtype, 0) if vi is not None else 0
     if vi is not None and vi.dtype == "b1":
         rerank = max(rerank, 1)  # Hamming counts are not the feature's metric: always report exact distances
     if len(q) == 0:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from .derived import catch_up
 from .errors import (
     ImportFileError,
     InvalidIdError,
@@ -70,7 +71,8 @@ class ImportResult:
     created: bool
     features: dict[str, Feature] | None
     seconds: float
-    rows_per_s: float
+    rows_per_s: float  # of the load itself, index building left out
+    index_seconds: float = 0.0  # bringing indexes and the Bloom filter up to date afterwards
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -110,6 +112,9 @@ def _unmix(values: list[dict[str, Any] | None]) -> list[Any]:
 def _check_id_type(t: pa.DataType, id_column: str) -> None:
     if pa.types.is_dictionary(t):
         t = t.value_type
+    if pa.types.is_null(t):
+        # What text readers infer for a column with no values at all.
+        raise ImportFileError(f"ID column {id_column!r} holds no values: the file has no data rows, or no IDs in them")
     if not (pa.types.is_integer(t) or _is_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t) or _is_mixed(t)):
         raise ImportFileError(
             f"ID column {id_column!r} has type {t}; IDs must be strings or integers",
@@ -347,7 +352,7 @@ def _npy_ids(ids: Any, n: int) -> Callable[[int, int], pa.Array]:
 def _load_npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:  # EOFError: an empty or truncated file
         raise ImportFileError(f"cannot read {path} as a .npy array: {e}") from None
 
 
@@ -411,6 +416,11 @@ def _ids_of(col: pa.Array, start: int, id_column: str) -> Any:
     if pa.types.is_integer(col.type):
         return col.to_numpy(zero_copy_only=False)
     values = _unmix(col.to_pylist()) if _is_mixed(col.type) else col.to_pylist()
+    if "" in values or b"" in values:
+        bad = next(i for i, v in enumerate(values) if v in ("", b""))
+        err = ImportFileError(f"ID column {id_column!r} holds an empty ID at row {start + bad}", hint="every row needs an ID")
+        err.row = start + bad  # type: ignore[attr-defined]
+        raise err
     return np.array(values + [None], dtype=object)[:-1]  # the None keeps bytes/str objects 1-D
 
 
@@ -537,6 +547,8 @@ def import_file(
     ids: Sequence[Any] | np.ndarray | str | os.PathLike[str] | None = None,
     expected_size: int | None = None,
     bloom_fpr: float | None = None,
+    build_indexes: bool = True,
+    index_progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
     """Stream a Parquet file or directory, CSV, JSON Lines or ``.npy`` file into a table.
 
@@ -550,7 +562,10 @@ def import_file(
     file's 2-D float array is the ``vector_feature``, with IDs from ``ids``
     (a sequence, a ``.npy`` file or a text file of one ID per line) or else
     the row numbers ``0..n-1``.  After each batch of ``batch_size`` rows,
-    ``progress(rows_done, rows_total or None)`` is called.
+    ``progress(rows_done, rows_total or None)`` is called.  Then, with
+    ``build_indexes`` (default), the table's HNSW indexes and Bloom filter
+    are brought up to date and saved (``index_progress(done, total)`` while
+    an index is built), so the first search does not pay for the build.
 
     Raises ImportFileError, SchemaError and UnknownFeatureError before
     anything is written; put's errors (InvalidValueError, InvalidIdError,
@@ -665,6 +680,10 @@ def import_file(
             where = f"at row {row}" if row is not None else f"in the batch starting at row {start}"
             note = f"{done[0]} rows were imported before the error {where} (committed batches stay in table {table!r})"
         raise _restate(e, f"{e.message}; {note}", rows_imported=done[0]) from e
+    t_index = time.perf_counter()
+    if build_indexes and done[0]:
+        catch_up(tbl, index_progress)
+    index_seconds = time.perf_counter() - t_index
     seconds = time.perf_counter() - t0
     return ImportResult(
         table=table,
@@ -673,7 +692,8 @@ def import_file(
         created=created,
         features=dict(tbl.schema.features) if created else None,
         seconds=seconds,
-        rows_per_s=done[0] / seconds if seconds > 0 else 0.0,
+        rows_per_s=done[0] / (seconds - index_seconds) if seconds > index_seconds else 0.0,
+        index_seconds=index_seconds,
     )
 
 
@@ -688,14 +708,22 @@ def _read_guarded(it: Iterator[pa.RecordBatch], path: Path, fmt: str) -> Iterato
     while True:
         try:
             b = next(it)
+            if fmt in ("csv", "jsonl"):
+                # Arrow's text readers pass invalid UTF-8 through; full validation
+                # catches it here, naming the rows, instead of deep inside a put.
+                b.validate(full=True)
         except StopIteration:
             return
         except (pa.ArrowException, OSError, UnicodeDecodeError) as e:
-            err = ImportFileError(
-                f"cannot read {path} as {fmt} at or after row {rows}: {_first_line(e)}",
-                hint="text formats take each column's type from the first rows; give the type with features= "
-                "(CLI: --schema) if later rows differ" if fmt in ("csv", "jsonl") else None,
-            )
+            text = _first_line(e)
+            if "UTF8" in text or isinstance(e, UnicodeDecodeError):
+                hint: str | None = "text files must be UTF-8; convert it first (e.g. iconv -f latin1 -t utf-8)"
+            elif fmt in ("csv", "jsonl"):
+                hint = ("text formats take each column's type from the first rows; give the type with features= "
+                        "(CLI: --schema) if later rows differ")
+            else:
+                hint = None
+            err = ImportFileError(f"cannot read {path} as {fmt} at or after row {rows}: {text}", hint=hint)
             err.row = rows  # type: ignore[attr-defined]
             raise err from None
         rows += b.num_rows
