@@ -61,8 +61,9 @@ TOMBSTONE_MIN = 256
 _ID_CACHE_MAX = 2_000_000
 # A graph smaller than this grows from one thread (see _add).
 _PARALLEL_ADD_MIN = 10_000
-# Rows decoded per chunk when building from a scan (bounds memory on big tables).
-_BUILD_CHUNK = 65_536
+# Rows decoded per chunk when building from a scan: bounds memory on big tables,
+# and is how often a build reports progress (a few seconds of usearch work at most).
+_BUILD_CHUNK = 8_192
 _DIGEST = re.compile(r"\.x([0-9a-f]{16})\.usearch$")
 
 
