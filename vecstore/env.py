@@ -226,15 +226,28 @@ class Env:
             if h is not None:
                 return h
             try:
-                # txn=None: py-lmdb opens the handle in its own transaction and
-                # commits it (a write transaction unless the store is read-only).
-                h = self.raw.open_db(name, create=create)
+                if self.readonly:
+                    # txn=None: py-lmdb opens the handle in a read transaction of its own.
+                    h = self.raw.open_db(name, create=False)
+                else:
+                    # Not txn=None here: py-lmdb would then begin its write
+                    # transaction holding the GIL, and deadlock against a thread
+                    # of ours that holds LMDB's writer lock and waits for the GIL.
+                    h = self.write(lambda txn: self._open_db_in(txn, name, create), action=f"opening {name.decode()}")
             except lmdb.NotFoundError:
                 return None
             except lmdb.Error as e:
                 raise wrap_lmdb_error(e, f"opening sub-database {name.decode()}") from e
+            if h is None:
+                return None
             self._dbs[name] = h
             return h
+
+    def _open_db_in(self, txn: lmdb.Transaction, name: bytes, create: bool) -> Any:
+        try:
+            return self.raw.open_db(name, txn=txn, create=create)
+        except lmdb.NotFoundError:
+            return None
 
     def remember_db(self, name: bytes, handle: Any) -> None:
         """Cache a handle opened in a write transaction, once that transaction committed."""
