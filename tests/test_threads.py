@@ -90,3 +90,39 @@ def test_may_contain_has_no_false_negatives_while_another_thread_syncs(tmp_path)
             for th in threads:
                 th.join(timeout=60)
         assert misses == 0
+
+
+DEADLOCK_SCRIPT = r"""
+import sys, threading, time
+import vecstore
+store = vecstore.open(sys.argv[1])
+env = store._env
+holding = threading.Event()
+
+def writer():
+    def fn(txn):
+        holding.set()
+        time.sleep(0.3)  # holds LMDB's writer lock; needs the GIL to wake up
+        txn.put(b"k", b"v", db=env.db(b"meta"))
+    env.write(fn)
+
+env.db(b"meta", create=True)
+t = threading.Thread(target=writer)
+t.start()
+holding.wait(10)
+env.db(b"another", create=True)  # must wait without holding the GIL
+t.join(10)
+store.close()
+print("done")
+"""
+
+
+def test_opening_a_sub_database_while_another_thread_writes_does_not_deadlock(tmp_path):
+    # py-lmdb's open_db(txn=None) began its write transaction holding the GIL:
+    # the writer thread then could never finish.  Bounded by the timeout.
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", DEADLOCK_SCRIPT, str(tmp_path / "s.vs")],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr
