@@ -276,3 +276,24 @@ def test_empty_batch_and_binary_storage(store, rng):
     # A b1 index over b1 vectors still reports the feature's (cosine) distances.
     np.testing.assert_allclose(np.array(hits.distances)[:, 0], np.array(exact.distances)[:, 0], atol=1e-5)
     assert [h[0] for h in hits.ids] == [0, 1, 2, 3, 4]
+
+
+def test_unfiltered_search_reads_ids_missing_from_the_cache_on_the_same_snapshot(store, rng):
+    t, ids, vecs = make(store, rng)
+    vi = t._indexes["embedding"]
+    first = t.search(vecs[:5], k=10)
+    vi.ids.clear()  # cold key -> ID cache: the fast path reads the IDs instead of searching again
+    calls = []
+    real = vi.search
+    vi.search = lambda *a, **kw: calls.append(1) or real(*a, **kw)
+    try:
+        again = t.search(vecs[:5], k=10)
+    finally:
+        del vi.search
+    assert again.ids == first.ids and len(calls) == 1
+    assert all(vi.ids[int(k)] == i for ks, row in zip(again.keys, again.ids) for k, i in zip(ks, row))
+    # a commit in between: the result follows it (never a deleted row)
+    t.delete(first.ids[0][:3])
+    vi.ids.clear()
+    after = t.search(vecs[0], k=10)
+    assert not set(after.ids) & set(first.ids[0][:3])

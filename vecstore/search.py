@@ -281,8 +281,9 @@ def _fast_search(table: Table, vi: Any, q: np.ndarray, k: int, ef: int | None, t
     """Unfiltered search without a transaction, when nothing was committed since the index's sync.
 
     The index then reflects the newest snapshot exactly and the ID cache is
-    valid for it; any cache miss (or a commit) falls back to the full path
-    (returns None).
+    valid for it.  IDs the cache lacks are read in a transaction on that same
+    snapshot (not by searching again); a commit meanwhile falls back to the
+    full path (returns None).
     """
     env = table._env
     with vi.lock:
@@ -295,7 +296,10 @@ def _fast_search(table: Table, vi: Any, q: np.ndarray, k: int, ef: int | None, t
             kk = rk[b, : rc[b]]
             ids = [cache.get(x) for x in kk.tolist()]
             if None in ids:
-                return None
+                with env.read() as txn:
+                    if txn.id() != vi.txnid:
+                        return None  # a commit landed since the check: the full path handles it
+                    return _rows_to_hits(table, txn, rk, rd, rc, cache)
             out_ids.append(ids)
             out_keys.append(kk)
             out_d.append(rd[b, : rc[b]].astype(np.float32, copy=False))
