@@ -170,15 +170,17 @@ def export(path: str, table: str, out: str, features: str | None, overwrite: boo
 @int_ids_option
 @json_option
 def get(path: str, table: str, ids: tuple[str, ...], features: str | None, int_ids: bool, as_json: bool) -> None:
-    """Print the stored features of each ID (exit 1 if any ID is not stored).
+    """Print the stored features of each ID (exit 1 if any ID is not stored). Use - to read IDs from stdin.
 
     \b
     Example:
       vecstore get ./shop.vs items item-1 item-2 --features price,category
       vecstore get ./shop.vs users 42 --int-ids --json
+      cut -f1 ids.tsv | vecstore get ./shop.vs items - --json
     """
+    values = [line.strip() for line in sys.stdin if line.strip()] if ids == ("-",) else list(ids)
     with open_store(path, readonly=True) as store:
-        rows = store.table(table).get(parse_ids(ids, as_int=int_ids), split_names(features))
+        rows = store.table(table).get(parse_ids(values, as_int=int_ids), split_names(features))
         found = rows.found.tolist()
         records = rows.to_pylist()
     if as_json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -150,10 +151,11 @@ def logs_drift(path: str, baseline: str, current: str, features: tuple[str, ...]
     else:
         rows: list[list[Any]] = [[f.feature, f.baseline_count, f.current_count, f.baseline_mean, f.current_mean, f.psi,
                                   f.ks, f.ks_pvalue, "DRIFT" if f.drifted else (f.reason or "ok")] for f in report.features]
-        print_table(["feature", "n_base", "n_cur", "mean_base", "mean_cur", "psi", "ks", "ks_p", "verdict"], rows,
-                    right=list(range(1, 8)))
-        if not rows:
-            click.echo("no numeric features logged at this stage")
+        if rows:
+            print_table(["feature", "n_base", "n_cur", "mean_base", "mean_cur", "psi", "ks", "ks_p", "verdict"], rows,
+                        right=list(range(1, 8)))
+        else:
+            click.echo(f"no numeric features logged at the {stage} stage")
     if fail_on_drift and report.drifted:
         raise click.ClickException(f"drift in {len(report.drifted)} feature(s): {', '.join(report.drifted)}")
 
@@ -174,6 +176,9 @@ def logs_prune(path: str, before: str | None, keep_days: float | None, as_json: 
     if (before is None) == (keep_days is None):
         raise click.UsageError("give exactly one of --before, --keep-days")
     cutoff = time.time() - keep_days * 86400 if keep_days is not None else parse_time(before)
+    if (Path(path) / "data.mdb").exists() and not (Path(path) / "logs").is_dir():
+        click.echo(f"{path} has no feature log; nothing to prune")
+        return
     with open_store(path) as store:
         report = store.log.prune(before=cutoff)
     if as_json:

@@ -432,3 +432,13 @@ def test_export_wants_a_parquet_name(store_path, tmp_path):
         r = run("export", store_path, "items", out)
         assert r.exit_code == 2 and ".parquet" in r.output
     assert not (tmp_path / "items.csv").exists()
+
+
+def test_get_reads_ids_from_stdin_and_logs_commands_on_a_store_without_a_log(store_path):
+    r = run("get", store_path, "items", "-", "--features", "price", "--json", input="item-1\nitem-2\n")
+    assert r.exit_code == 0 and [x["price"] for x in json.loads(r.output)] == [1.0, 2.0]
+    r = run("logs", "prune", store_path, "--keep-days", "1")
+    assert r.exit_code == 0 and "no feature log" in r.output
+    assert not (store_path / "logs").exists()
+    r = run("logs", "drift", store_path, "--baseline", "2d..1d")
+    assert r.exit_code == 0 and r.output.strip() == "no numeric features logged at the ranking stage"
