@@ -279,7 +279,7 @@ def test_empty_batch_and_binary_storage(store, rng):
 
 
 def test_unfiltered_search_reads_ids_missing_from_the_cache_on_the_same_snapshot(store, rng):
-    t, ids, vecs = make(store, rng)
+    t, _, vecs = make(store, rng)
     vi = t._indexes["embedding"]
     first = t.search(vecs[:5], k=10)
     vi.ids.clear()  # cold key -> ID cache: the fast path reads the IDs instead of searching again
