@@ -33,6 +33,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/plot_search.py
 	$(BIN)/python benchmarks/bench_log.py
 	$(BIN)/python benchmarks/bench_server.py
+	$(BIN)/python benchmarks/bench_cli.py
 
 # The CLI reference is generated from --help; tests fail when it is stale.
 docs-cli: $(VENV)/.installed

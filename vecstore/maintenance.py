@@ -314,7 +314,8 @@ def compact(
     2. with ``keep_logs_days``, prune the feature log to its last N days; then
        compact the log (catch up its index, cut torn tails, drop empty segments);
     3. rebuild every Bloom filter without deleted IDs and every HNSW index
-       without removed vectors, and save them (which also trims the change logs);
+       that holds removed vectors (others are caught up), and save them (which
+       also trims the change logs);
     4. copy the LMDB environment compacted (``mdb_env_copy2`` with
        ``MDB_CP_COMPACT``), fsync, check it and swap it in atomically; the same
        for the feature log's index.
@@ -364,9 +365,15 @@ def compact(
                 t.rebuild_bloom()
                 rebuilt.append(f"{t.name}: Bloom filter")
                 step()
-                for feature in t._indexes:
-                    t.rebuild_index(feature)
-                    rebuilt.append(f"{t.name}: index of {feature!r}")
+                for feature, vi in t._indexes.items():
+                    vi.sync()
+                    if vi.tombstones or vi.load_problem:
+                        t.rebuild_index(feature)
+                        rebuilt.append(f"{t.name}: index of {feature!r}")
+                    else:
+                        # Nothing removed: the graph is as compact as a rebuild would
+                        # make it (and rebuilding is the slow part of compaction).
+                        vi.persist(force=True)
                     step()
         finally:
             store.close()
