@@ -27,7 +27,6 @@ tests/test_usearch_traps.py against the pinned usearch version):
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -39,10 +38,9 @@ from usearch.index import Index
 
 from . import changelog
 from .codecs import decode_vectors
-from .derived import Derived, remove_orphan_temps, touched_keys
+from .derived import Derived, atomic_replace, remove_orphan_temps, touched_keys
 from .errors import CorruptionError
 from .features import Vector
-from .fsutil import fsync_path as _fsync
 from .info import IndexInfo
 from .records import key_bytes
 from .schema import PRESENT
@@ -290,17 +288,12 @@ class VectorIndex(Derived):
         # Write to a temp file, checksum it, fsync, rename to the name that
         # carries seq and checksum, fsync the directory (a crash leaves the old
         # snapshot or the new one, never a torn one).
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".{self._prefix}s{seq:012d}.usearch.{os.getpid()}.tmp"
-        try:
-            index.save(str(tmp))
-            path = self.folder / f"{self._prefix}s{seq:012d}.x{file_digest(tmp):016x}.usearch"
-            _fsync(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync(self.folder)
+        stem = f"{self._prefix}s{seq:012d}"
+        path = atomic_replace(
+            lambda tmp: index.save(str(tmp)),
+            self.folder / f"{stem}.usearch",
+            final=lambda tmp: self.folder / f"{stem}.x{file_digest(tmp):016x}.usearch",
+        )
         for _, old in self.snapshots():
             if old != path:
                 old.unlink(missing_ok=True)  # a process viewing it keeps its mapping (POSIX)
