@@ -229,8 +229,13 @@ def _value(spec: Any, text: str, feature: str) -> Any:
                 return False
             raise click.BadParameter(f"{feature} is bool; {text!r} is not true/false", param_hint="--where")
         try:
-            return int(text) if spec.dtype[0] in "iu" else float(text)
-        except ValueError:
+            if spec.dtype[0] in "iu":
+                v = float(text)  # accepts 1e3 too
+                if not v.is_integer():
+                    raise ValueError(text)
+                return int(v)
+            return float(text)
+        except (ValueError, OverflowError):
             raise click.BadParameter(f"{feature} is a {spec.dtype} scalar; {text!r} is not a number", param_hint="--where") from None
     raise click.BadParameter(f"{feature!r} cannot be filtered on (only scalar and category features)", param_hint="--where")
 

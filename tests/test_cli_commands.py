@@ -377,6 +377,9 @@ def test_parse_where_types_values_by_feature():
     w = parse_where(["price<=2.5", "n!=3", "ok=true", "category in a,b", "category=12"][:4], feats)
     assert w == {"price": ("<=", 2.5), "n": ("!=", 3), "ok": True, "category": ("in", ["a", "b"])}
     assert parse_where(["category=12"], feats) == {"category": "12"}
+    assert parse_where(["n>1e3"], feats) == {"n": (">", 1000)}
+    with pytest.raises(Exception, match="not a number"):
+        parse_where(["n>1.5"], feats)
     assert parse_where([], feats) is None
     with pytest.raises(Exception, match="no feature"):
         parse_where(["colour=red"], feats)

@@ -229,7 +229,7 @@ def test_bad_search_input_raises_clear_errors(store, rng):
         (lambda: t.search(vecs[0], where={"category": ("<", "b")}), vecstore.InvalidValueError, "category"),
         (lambda: t.search(vecs[0], where=[("price", 1)]), vecstore.InvalidValueError, "dict"),
         (lambda: t2.search(np.zeros(4)), vecstore.InvalidValueError, "several vector features"),
-        (lambda: t2.search(np.zeros(4), feature="a", where={"n": 1}), vecstore.InvalidValueError, "idlist"),
+        (lambda: t2.search(np.ones(4), feature="a", where={"n": 1}), vecstore.InvalidValueError, "idlist"),
         (lambda: t.search_by_id(["a", "b"]), vecstore.InvalidValueError, "one ID"),
     ]
     for call, exc, text in bad:
@@ -297,3 +297,9 @@ def test_unfiltered_search_reads_ids_missing_from_the_cache_on_the_same_snapshot
     vi.ids.clear()
     after = t.search(vecs[0], k=10)
     assert not set(after.ids) & set(first.ids[0][:3])
+
+
+def test_a_zero_query_under_cosine_is_refused(store, rng):
+    t, _, _ = make(store, rng)
+    with pytest.raises(vecstore.InvalidValueError, match="zero vector"):
+        t.search(np.zeros(DIM, np.float32), k=3)

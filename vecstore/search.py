@@ -147,7 +147,12 @@ def _queries(query: Any, spec: Vector, name: str) -> tuple[np.ndarray, bool]:
         )
     if not np.isfinite(q).all():
         raise InvalidValueError("query contains NaN or infinity")
-    return np.ascontiguousarray(q.reshape(-1, spec.dim)), q.ndim == 2
+    q2 = np.ascontiguousarray(q.reshape(-1, spec.dim))
+    if spec.metric == "cos" and not q2.any(axis=1).all():
+        # Cosine distance to a zero vector is undefined: every row would tie.
+        raise InvalidValueError("query is the zero vector, which has no direction for cosine distance",
+                                hint="pass a non-zero vector, or use a table whose vector feature has metric='l2' or 'ip'")
+    return q2, q.ndim == 2
 
 
 def _positive_int(name: str, v: Any, *, allow_none: bool = False, minimum: int = 1) -> int | None:
