@@ -27,6 +27,8 @@ _CLI_HINTS: dict[type, str] = {
     "create it from a file",
     vecstore.StoreNotFoundError: "create it with `vecstore init PATH --schema FILE` or `vecstore import`; "
     "check the path",
+    vecstore.TableExistsError: "see its schema with `vecstore info PATH TABLE`; change the schema file to match, "
+    "or use another table name",
 }
 
 

@@ -445,3 +445,18 @@ def test_get_reads_ids_from_stdin_and_logs_commands_on_a_store_without_a_log(sto
     assert not (store_path / "logs").exists()
     r = run("logs", "drift", store_path, "--baseline", "2d..1d")
     assert r.exit_code == 0 and r.output.strip() == "no numeric features logged at the ranking stage"
+
+
+def test_init_exist_ok_reports_what_it_added_and_what_differs(tmp_path):
+    path = tmp_path / "s.vs"
+    assert run("init", path, "--schema", EXAMPLE_SCHEMA).exit_code == 0
+    same = run("init", path, "--schema", EXAMPLE_SCHEMA, "--exist-ok")
+    assert same.exit_code == 0 and "nothing to do" in same.output
+    extra = tmp_path / "extra.toml"
+    extra.write_text('[tables.ads.features]\nbid = "f32"\n')
+    added = run("init", path, "--schema", extra, "--exist-ok")
+    assert added.exit_code == 0 and "added to" in added.output and "ads (1 features)" in added.output
+    clash = tmp_path / "clash.toml"
+    clash.write_text('[tables.ads.features]\nbid = "f64"\n')
+    r = run("init", path, "--schema", clash, "--exist-ok")
+    assert r.exit_code == 1 and "features that differ: bid" in r.output and "vecstore info" in r.output

@@ -81,3 +81,14 @@ def test_example_file_creates_a_store(tmp_path):
         spec.create_tables(store, exist_ok=True)
         with pytest.raises(vecstore.TableExistsError):
             spec.create_tables(store)
+
+
+def test_a_mismatching_existing_table_names_the_features_that_differ(tmp_path):
+    spec = parse_schema("[tables.t.features]\nx = 'f32'\ny = 'category'\n")
+    other = parse_schema("[tables.t.features]\nx = 'f16'\ny = 'category'\n")
+    with vecstore.open(tmp_path / "s.vs") as store:
+        spec.create_tables(store)
+        with pytest.raises(vecstore.TableExistsError, match=r"features that differ: x\)"):
+            other.create_tables(store, exist_ok=True)
+    with pytest.raises(SchemaError, match="list at least one feature"):
+        parse_schema("[tables.t.features]\n")

@@ -147,7 +147,9 @@ def _table(source: str, name: str, doc: Any) -> TableSpec:
         raise SchemaError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}", hint=f"use {', '.join(sorted(_TABLE_KEYS))}")
     feats = doc.get("features")
     if not isinstance(feats, dict) or not feats:
-        raise SchemaError(f"{where} has no features", hint=f"add a [tables.{name}.features] section")
+        hint = (f"list at least one feature under [tables.{name}.features]" if isinstance(feats, dict)
+                else f"add a [tables.{name}.features] section")
+        raise SchemaError(f"{where} has no features", hint=hint)
     features = {fname: _feature(f"{where}, feature {fname!r}", spec) for fname, spec in feats.items()}
     kwargs: dict[str, Any] = {}
     if "expected_size" in doc:

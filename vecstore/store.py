@@ -255,8 +255,15 @@ class Store:
                 (n, s.to_dict()) for n, s in draft.features.items()
             ]:
                 return existing
+            if exist_ok:
+                have = {n: s.to_dict() for n, s in existing.schema.features.items()}
+                want = {n: s.to_dict() for n, s in draft.features.items()}
+                differ = [n for n in dict.fromkeys([*want, *have]) if have.get(n) != want.get(n)]
+                detail = f" with a different schema (features that differ: {', '.join(differ) or 'their order'})"
+            else:
+                detail = ""
             raise TableExistsError(
-                f"table {name!r} already exists" + (" with a different schema" if exist_ok else ""),
+                f"table {name!r} already exists{detail}",
                 hint="use store.table(name) to open it, or drop_table(name) first",
             )
         opened: dict[bytes, Any] = {}
