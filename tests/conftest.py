@@ -35,6 +35,31 @@ def items(store):
     return store.create_table("items", SCHEMA, expected_size=10_000)
 
 
+@pytest.fixture
+def shop_store(tmp_path, rng):
+    """A store whose ``items`` table holds 500 rows of SCHEMA (the feature-log tests' shop)."""
+    store = vecstore.open(tmp_path / "shop.vs", seed=1234)
+    ids, cols = sample_columns(rng, 500)
+    store.create_table("items", SCHEMA, expected_size=10_000).put(ids, cols)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def shop(shop_store):
+    """``(store, items)`` of :func:`shop_store`."""
+    return shop_store, shop_store.table("items")
+
+
+@pytest.fixture
+def filled(store, rng):
+    """``(store, ids, cols)``: the ``store`` fixture with 100 rows of SCHEMA in ``items``."""
+    t = store.create_table("items", SCHEMA, expected_size=10_000)
+    ids, cols = sample_columns(rng, 100)
+    t.put(ids, cols)
+    return store, ids, cols
+
+
 def sample_columns(rng: np.random.Generator, n: int, offset: int = 0) -> tuple[list[str], dict]:
     """n item IDs with values for every feature of SCHEMA."""
     ids = [f"item-{i}" for i in range(offset, offset + n)]

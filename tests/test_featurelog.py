@@ -7,22 +7,12 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from conftest import SCHEMA, sample_columns
 
 import vecstore
 from vecstore.featurelog.export import FIXED_SCHEMA
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC, an hour boundary
 
-
-@pytest.fixture
-def shop(tmp_path, rng):
-    store = vecstore.open(tmp_path / "shop.vs", seed=1234)
-    items = store.create_table("items", SCHEMA, expected_size=10_000)
-    ids, cols = sample_columns(rng, 500)
-    items.put(ids, cols)
-    yield store, items
-    store.close()
 
 
 def read(result) -> pa.Table:

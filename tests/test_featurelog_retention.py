@@ -6,8 +6,6 @@ import os
 
 import numpy as np
 import pyarrow.dataset as ds
-import pytest
-from conftest import SCHEMA, sample_columns
 
 import vecstore
 from vecstore.featurelog.segments import SegmentWriter
@@ -15,15 +13,6 @@ from vecstore.featurelog.segments import SegmentWriter
 T0 = 1_767_225_600.0
 HOUR = 3600.0
 
-
-@pytest.fixture
-def shop(tmp_path, rng):
-    store = vecstore.open(tmp_path / "shop.vs", seed=1234)
-    items = store.create_table("items", SCHEMA, expected_size=10_000)
-    ids, cols = sample_columns(rng, 500)
-    items.put(ids, cols)
-    yield store
-    store.close()
 
 
 def fill(log, hours: int, per_hour: int = 10) -> None:
@@ -41,15 +30,15 @@ def segment_bytes(store) -> int:
     return sum(p.stat().st_size for p in (store.path / "logs" / "segments").glob("*.vsl"))
 
 
-def test_prune_deletes_and_rewrites_segments_and_reclaims_space(shop, tmp_path):
-    log = vecstore.FeatureLog(shop, segment_bytes=100_000)  # several segments
+def test_prune_deletes_and_rewrites_segments_and_reclaims_space(shop_store, tmp_path):
+    log = vecstore.FeatureLog(shop_store, segment_bytes=100_000)  # several segments
     fill(log, 6)
-    segs_before = len(list((shop.path / "logs" / "segments").glob("*.vsl")))
+    segs_before = len(list((shop_store.path / "logs" / "segments").glob("*.vsl")))
     assert segs_before >= 4
-    size_before = segment_bytes(shop)
+    size_before = segment_bytes(shop_store)
     report = log.prune(before=T0 + 3 * HOUR)
     assert report.segments_removed >= 1 and report.segments_busy == 0
-    assert report.bytes_after == segment_bytes(shop) < size_before
+    assert report.bytes_after == segment_bytes(shop_store) < size_before
     assert report.bytes_reclaimed == size_before - report.bytes_after
     assert report.bytes_reclaimed > 0.4 * size_before
     assert report.stats_buckets_removed > 0 and report.labels_removed == 30
@@ -71,8 +60,8 @@ def test_prune_deletes_and_rewrites_segments_and_reclaims_space(shop, tmp_path):
     assert log.info().ranking_calls == 31
 
 
-def test_prune_straddling_bucket_keeps_stats_whole(shop):
-    log = shop.log
+def test_prune_straddling_bucket_keeps_stats_whole(shop_store):
+    log = shop_store.log
     fill(log, 2)
     log.prune(before=T0 + HOUR + 5)  # inside the second hour
     st = log.stats(stage="ranking", feature="price")
@@ -80,51 +69,51 @@ def test_prune_straddling_bucket_keeps_stats_whole(shop):
     assert log.info().ranking_calls == 5  # records at ts < before are gone from the segments
 
 
-def test_prune_leaves_a_live_segment_of_another_writer(shop, tmp_path):
-    writer = vecstore.FeatureLog(shop)  # a second writer in this process: its segment stays live
+def test_prune_leaves_a_live_segment_of_another_writer(shop_store, tmp_path):
+    writer = vecstore.FeatureLog(shop_store)  # a second writer in this process: its segment stays live
     fill(writer, 2)
-    report = shop.log.prune(before=T0 + HOUR)
+    report = shop_store.log.prune(before=T0 + HOUR)
     assert report.segments_busy == 1 and report.segments_removed == 0
-    res = shop.log.export(tmp_path / "out")
+    res = shop_store.log.export(tmp_path / "out")
     assert res.calls == 20  # hidden behind the watermark though still on disk
     writer.close()
-    report = shop.log.prune(before=T0 + HOUR)
+    report = shop_store.log.prune(before=T0 + HOUR)
     assert report.segments_rewritten == 1 and report.records_removed == 30
-    assert shop.log.export(tmp_path / "out2").calls == 20
+    assert shop_store.log.export(tmp_path / "out2").calls == 20
 
 
-def test_compact_cuts_torn_tails_and_drops_empty_segments(shop):
-    log = vecstore.FeatureLog(shop)
+def test_compact_cuts_torn_tails_and_drops_empty_segments(shop_store):
+    log = vecstore.FeatureLog(shop_store)
     fill(log, 1)
     log.close()
-    seg_dir = shop.path / "logs" / "segments"
-    SegmentWriter.create(seg_dir, {"store": shop.uuid}).close()  # a writer that died before its first call
+    seg_dir = shop_store.path / "logs" / "segments"
+    SegmentWriter.create(seg_dir, {"store": shop_store.uuid}).close()  # a writer that died before its first call
     (seg_dir / ".0000-stale.vsl.tmp").write_bytes(b"junk")  # a crash while creating a segment
     segs = sorted(seg_dir.glob("*.vsl"))
     assert len(segs) == 2
     with open(segs[0], "ab") as f:
         f.write(b"VSLF\x10\x00")  # a torn frame header
-    report = shop.log.compact()
+    report = shop_store.log.compact()
     assert report.torn_bytes_dropped == 6 and report.segments_removed == 1
     assert sorted(seg_dir.glob("*.vsl")) == segs[:1]
     assert not (seg_dir / ".0000-stale.vsl.tmp").exists()
-    assert shop.log.verify() == []
+    assert shop_store.log.verify() == []
     assert all(p.stat().st_blocks * 512 <= p.stat().st_size + 8192 for p in seg_dir.glob("*.vsl"))
 
 
-def test_rotation_by_size_and_age(shop):
-    log = vecstore.FeatureLog(shop, segment_bytes=20_000, checkpoint_seconds=0.0)
+def test_rotation_by_size_and_age(shop_store):
+    log = vecstore.FeatureLog(shop_store, segment_bytes=20_000, checkpoint_seconds=0.0)
     fill(log, 1)
-    n = len(list((shop.path / "logs" / "segments").glob("*.vsl")))
+    n = len(list((shop_store.path / "logs" / "segments").glob("*.vsl")))
     assert n >= 3
     log.segment_seconds = 0.0
     log.ranking("x", ["item-1"], [1.0], table="items", ts=T0)
     log.ranking("y", ["item-1"], [1.0], table="items", ts=T0)
-    assert len(list((shop.path / "logs" / "segments").glob("*.vsl"))) >= n + 1
+    assert len(list((shop_store.path / "logs" / "segments").glob("*.vsl"))) >= n + 1
     log.flush()
     assert log.info().ranking_calls == 12 and log.verify() == []
     # Closed segments hold no preallocated space past their end.
-    for p in (shop.path / "logs" / "segments").glob("*.vsl"):
+    for p in (shop_store.path / "logs" / "segments").glob("*.vsl"):
         if p.name != log._seg.path.name if log._seg else True:
             assert p.stat().st_blocks * 512 <= p.stat().st_size + 8192
 

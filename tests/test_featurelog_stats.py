@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pyarrow.dataset as ds
 import pytest
-from conftest import SCHEMA, sample_columns
 
 import vecstore
 from vecstore.featurelog import segments as segments_module
@@ -17,15 +16,6 @@ from vecstore.featurelog.sketch import ALPHA, MIN_ABS, Summary
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC, an hour boundary
 QS = (0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
 
-
-@pytest.fixture
-def shop(tmp_path, rng):
-    store = vecstore.open(tmp_path / "shop.vs", seed=1234)
-    items = store.create_table("items", SCHEMA, expected_size=10_000)
-    ids, cols = sample_columns(rng, 500)
-    items.put(ids, cols)
-    yield store, items
-    store.close()
 
 
 def exported(log, path, **kw) -> dict[str, np.ndarray]:

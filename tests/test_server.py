@@ -13,7 +13,6 @@ import time
 import msgpack
 import numpy as np
 import pytest
-from conftest import SCHEMA, sample_columns
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from server_kit import (
@@ -36,14 +35,6 @@ from vecstore.server.protocol import (
 
 import vecstore
 from vecstore.bloom import BloomFilter
-
-
-@pytest.fixture
-def filled(store, rng):
-    t = store.create_table("items", SCHEMA, expected_size=10_000)
-    ids, cols = sample_columns(rng, 100)
-    t.put(ids, cols)
-    return store, ids, cols
 
 
 @pytest.mark.parametrize("transport", ["unix", "tcp"])

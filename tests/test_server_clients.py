@@ -13,7 +13,6 @@ import time
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import SCHEMA, sample_columns
 from server_kit import raw_socket, recv_frame, serve_subprocess, start
 from vecstore.cli.main import main
 from vecstore.server import ops, start_in_thread
@@ -36,13 +35,6 @@ def sleep_op():
     yield
     del ops.OPS[TEST_OP]
 
-
-@pytest.fixture
-def filled(store, rng):
-    t = store.create_table("items", SCHEMA, expected_size=10_000)
-    ids, cols = sample_columns(rng, 100)
-    t.put(ids, cols)
-    return store, ids, cols
 
 
 def test_bad_urls_and_nothing_listening(tmp_path):
