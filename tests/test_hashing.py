@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vecstore
-from vecstore.hashing import decode_id, encode_id, xxh3_64_int64
+from vecstore.hashing import decode_id, encode_id, normalize_ids, xxh3_64_int64
+from vecstore.xxh3 import xxh3_64_packed
 
 seeds = st.integers(0, 2**64 - 1)
 
@@ -30,6 +31,43 @@ def test_documented_scheme(ids, seed):
         payload = x.encode() if isinstance(x, str) else x if isinstance(x, bytes) else x.to_bytes(8, "little", signed=True)
         expected.append(xxhash.xxh3_64_intdigest(payload, seed))
     assert vecstore.hash_ids(ids, seed=seed).tolist() == expected
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**63 + 12345, 2**64 - 1])
+def test_packed_hash_equals_xxhash_for_every_length_class(seed):
+    # Lengths 0..300 cover every XXH3 path: 0, 1-3, 4-8, 9-16, 17-128 (four
+    # round counts) vectorized, and the per-string fallback beyond 128.
+    rng = np.random.default_rng(0)
+    strings = [rng.bytes(n) for n in range(301)] + [rng.bytes(int(n)) for n in rng.integers(0, 140, 500)]
+    lengths = np.array([len(b) for b in strings])
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    buf = np.frombuffer(b"".join(strings), dtype=np.uint8)
+    got = xxh3_64_packed(buf, starts, lengths, seed)
+    assert got.tolist() == [xxhash.xxh3_64_intdigest(b, seed) for b in strings]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(), min_size=1, max_size=40), seeds)
+def test_str_batch_hashes_and_stored_forms_match_the_scheme(ids, seed):
+    # All-str batches take the joined, vectorized path (or the per-ID one when
+    # an ID contains NUL); either way keys and stored forms follow the scheme.
+    batch = normalize_ids(ids, seed)
+    assert batch.keys.tolist() == [xxhash.xxh3_64_intdigest(x.encode(), seed) for x in ids]
+    assert batch.encoded() == [encode_id(x) for x in ids]
+    tags, payload, starts, lengths = batch.packed()
+    rebuilt = [bytes([t]) + payload[s : s + n].tobytes() for t, s, n in zip(tags, starts, lengths)]
+    assert rebuilt == [encode_id(x) for x in ids]
+
+
+def test_str_batch_with_nul_and_non_ascii():
+    ids = ["a\0b", "", "caf\u00e9", "\U0001f600" * 20, "x" * 200]
+    assert vecstore.hash_ids(ids, seed=3).tolist() == [xxhash.xxh3_64_intdigest(x.encode(), 3) for x in ids]
+    assert vecstore.hash_ids(ids[1:], seed=3).tolist() == [xxhash.xxh3_64_intdigest(x.encode(), 3) for x in ids[1:]]
+
+
+def test_str_batch_with_a_lone_surrogate_is_refused():
+    with pytest.raises(vecstore.InvalidIdError, match="UTF-8"):
+        vecstore.hash_ids(["ok", "bad\ud800"], seed=0)
 
 
 def test_list_of_ints_and_array_agree():
