@@ -303,3 +303,51 @@ def test_a_zero_query_under_cosine_is_refused(store, rng):
     t, _, _ = make(store, rng)
     with pytest.raises(vecstore.InvalidValueError, match="zero vector"):
         t.search(np.zeros(DIM, np.float32), k=3)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_float32_query_with_nan_or_inf_is_refused(store, rng, bad):
+    # A contiguous float32 1-D query takes the one-dot-product check; it must
+    # refuse exactly what the full checks refuse.
+    t, _, vecs = make(store, rng)
+    q = vecs[0].astype(np.float32).copy()
+    q[3] = bad
+    with pytest.raises(vecstore.InvalidValueError, match="NaN"):
+        t.search(q, k=3)
+
+
+def test_a_huge_but_finite_float32_query_is_searched(store, rng):
+    # Its squared norm would overflow float32; that alone must not refuse it.
+    t, _, vecs = make(store, rng)
+    q = (vecs[0] * np.float32(1e30)).astype(np.float32)
+    assert np.isfinite(q).all()
+    assert t.search(q, k=3).ids == t.search(vecs[0].astype(np.float32), k=3).ids
+
+
+def test_id_cache_warmed_at_load_follows_deletes_and_key_reuse(tmp_path):
+    # The key -> ID cache is filled from every row when the index loads; a
+    # key later freed and taken by another ID (possible with the narrow-hash
+    # test hook) must come back with the new ID, never the cached old one.
+    rng = np.random.default_rng(0)
+    path = tmp_path / "reuse.vs"
+    with vecstore.open(path, hash_bits=8) as s:
+        t = s.create_table("t", {"v": vecstore.Vector(DIM)})
+        names = []
+        for i in range(2000):  # first ID seen for each of up to 256 keys
+            if len(names) == 200:
+                break
+            name = f"id-{i}"
+            if s.hash_ids([name])[0] not in s.hash_ids(names or ["-"]):
+                names.append(name)
+        vecs = rng.normal(size=(len(names), DIM)).astype(np.float32)
+        t.put(names, {"v": vecs})
+        t.search(vecs[0], k=1)  # build and save the index
+    with vecstore.open(path, hash_bits=8) as s:
+        t = s.table("t")
+        assert t.search(vecs[5], k=1).ids == [names[5]]  # loads the snapshot, warms the cache
+        assert len(t._index("v").ids) == len(names)
+        key = s.hash_ids([names[5]])[0]
+        other = next(f"x-{i}" for i in range(100_000) if s.hash_ids([f"x-{i}"])[0] == key)
+        t.delete([names[5]])
+        t.put([other], {"v": vecs[5:6]})
+        assert t.search(vecs[5], k=1).ids == [other]

@@ -247,6 +247,25 @@ def test_batch_padding_is_sliced_off(tmp_path):
         assert [len(h) for h in hits.ids] == [3, 3]
 
 
+@pytest.mark.parametrize("dtype", ["f32", "f16", "i8", "b1"])
+def test_compiled_search_call_agrees_with_the_public_one(dtype):
+    # VectorIndex.search calls usearch's compiled search_many directly (the
+    # public Index.search wraps it); a usearch upgrade that changes either
+    # must fail here, not silently change results.
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(300, 32)).astype(np.float32)
+    ix = Index(ndim=32, metric="hamming" if dtype == "b1" else "cos", dtype=dtype)
+    data = np.packbits(vecs > 0, axis=1) if dtype == "b1" else vecs
+    ix.add(np.arange(300, dtype=np.uint64), data, threads=1)
+    q = data[:7]
+    m = ix.search(q, 10, threads=1)
+    keys, dists, counts = ix._compiled.search_many(q, count=10, exact=False, threads=1)[:3]
+    np.testing.assert_array_equal(counts, m.counts)
+    for b in range(len(q)):
+        np.testing.assert_array_equal(keys[b, : counts[b]], m.keys[b, : m.counts[b]])
+        np.testing.assert_array_equal(dists[b, : counts[b]], m.distances[b, : m.counts[b]])
+
+
 def test_tombstone_threshold_constants_are_documented():
     assert vector_index.TOMBSTONE_RATIO == 0.25 and vector_index.TOMBSTONE_MIN == 256
 

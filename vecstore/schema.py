@@ -71,6 +71,7 @@ class TableSchema:
         fixed = [n for n, s in self.features.items() if not isinstance(s, IdList)]
         self.fixed_features: list[str] = fixed
         self.var_features: list[str] = [n for n, s in self.features.items() if isinstance(s, IdList)]
+        self.vector_features: tuple[str, ...] = tuple(n for n, s in self.features.items() if isinstance(s, Vector))
         self.presence_bit: dict[str, int] = {n: i for i, n in enumerate(fixed)}
         self.var_slot: dict[str, int] = {n: i for i, n in enumerate(self.var_features)}
         self.feature_index: dict[str, int] = {n: i for i, n in enumerate(self.features)}

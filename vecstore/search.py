@@ -119,7 +119,9 @@ class SearchResult:
 
 
 def _vector_feature(table: Table, feature: str | None) -> str:
-    vectors = [n for n, s in table.schema.features.items() if isinstance(s, Vector)]
+    if feature is None and len(table.schema.vector_features) == 1:
+        return table.schema.vector_features[0]
+    vectors = list(table.schema.vector_features)
     if feature is None:
         if len(vectors) != 1:
             if not vectors:
@@ -136,6 +138,13 @@ def _vector_feature(table: Table, feature: str | None) -> str:
 
 
 def _queries(query: Any, spec: Vector, name: str) -> tuple[np.ndarray, bool]:
+    if type(query) is np.ndarray and query.dtype == np.float32 and query.shape == (spec.dim,) and query.flags.c_contiguous:
+        # The latency-bound case, one float32 vector: its largest magnitude is
+        # finite and non-zero exactly when it has no NaN/inf and is not the
+        # zero vector, so one reduction stands in for the checks below.
+        top = float(np.abs(query).max())
+        if 0.0 < top < math.inf:
+            return query.reshape(1, -1), False
     try:
         q = np.asarray(query, dtype=np.float32)
     except (TypeError, ValueError) as e:
@@ -299,7 +308,7 @@ def _fast_search(table: Table, vi: Any, q: np.ndarray, k: int, ef: int | None, t
         out_ids, out_keys, out_d = [], [], []
         for b in range(len(q)):
             kk = rk[b, : rc[b]]
-            ids = [cache.get(x) for x in kk.tolist()]
+            ids = list(map(cache.get, kk.tolist()))
             if None in ids:
                 with env.read() as txn:
                     if txn.id() != vi.txnid:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xxhash
-from usearch.index import Index
+from usearch.index import Index, ScalarKind
 
 from . import changelog
 from .codecs import decode_vectors
@@ -42,6 +42,7 @@ from .derived import Derived, atomic_replace, remove_orphan_temps, touched_keys
 from .errors import CorruptionError
 from .features import Vector
 from .info import IndexInfo
+from .hashing import decode_id
 from .records import key_bytes
 from .schema import PRESENT
 
@@ -57,6 +58,7 @@ TOMBSTONE_RATIO = 0.25
 TOMBSTONE_MIN = 256
 # Bound on the key -> ID cache (cleared when it grows past it).
 _ID_CACHE_MAX = 2_000_000
+_ID_WARM_MAX = 100_000
 # A graph smaller than this grows from one thread (see _add).
 _PARALLEL_ADD_MIN = 10_000
 # Rows decoded per chunk when building from a scan: bounds memory on big tables,
@@ -198,7 +200,7 @@ class VectorIndex(Derived):
                 self.load_problem = f"index snapshot {path.name} was unreadable and was rebuilt from the rows ({e})"
                 continue
             self.index, self.view, self.view_path = index, view, path if view else None
-            self.ids = {}
+            self._warm_ids(txn)
             self.tombstones = int(meta.get("count_deleted", 0))
             self.seq, self.saved_seq, self.unsaved = seq, seq, 0
             return True
@@ -236,9 +238,29 @@ class VectorIndex(Derived):
                 flush()
         flush()
         self.index, self.view, self.view_path = index, False, None
-        self.ids = {}
+        self._warm_ids(txn)
         self.tombstones = 0
         self.unsaved = len(index) or 1
+
+    def _warm_ids(self, txn: Any) -> None:
+        """Fill the key -> ID cache from every row, for tables small enough that this is cheap.
+
+        Up to ``_ID_WARM_MAX`` rows one cursor pass (about 1 us a row) spares
+        searches the row reads of cache misses, which otherwise cost a single
+        query tens of microseconds until the hits it returns have all been seen.
+        """
+        self.ids = {}
+        rows_db = self.table._db("rows")
+        if txn.stat(rows_db)["entries"] > _ID_WARM_MAX:
+            return
+        W = self.table.schema.record_size
+        keys: list[bytes] = []
+        tails: list[bytes] = []
+        for k, v in txn.cursor(rows_db):
+            keys.append(k)
+            tails.append(v[W:])
+        if keys:
+            self.ids = dict(zip(np.frombuffer(b"".join(keys), dtype=">u8").tolist(), map(decode_id, tails)))
 
     def _writable(self) -> Index:
         """The index, turned from a memory-mapped view into an in-memory copy first if need be."""
@@ -368,10 +390,22 @@ class VectorIndex(Derived):
         want = max(ef or old, count)
         if want != old:
             index.expansion_search = want
+        # One query gains nothing from a thread pool and pays for waking it
+        # (measured 2-4x slower with threads=0 on a loaded 2-core machine).
+        threads = threads if len(queries) > 1 else 1
+        prepared = self.prepare(queries)
         try:
-            # One query gains nothing from a thread pool and pays for waking it
-            # (measured 2-4x slower with threads=0 on a loaded 2-core machine).
-            m = index.search(self.prepare(queries), count, threads=threads if len(queries) > 1 else 1)
+            compiled = getattr(index, "_compiled", None)
+            if compiled is not None:
+                # The compiled call usearch's Index.search wraps: the same search,
+                # minus the wrapper's per-call checks and result objects, which
+                # are a measurable share of a ~100 us single query.  Pinned by
+                # tests/test_search_consistency.py against the public call.
+                keys, dists, counts = compiled.search_many(
+                    prepared, count=count, exact=False, threads=threads, dtype=ScalarKind.Unknown
+                )[:3]
+                return keys, dists, counts
+            m = index.search(prepared, count, threads=threads)
         finally:
             if want != old:
                 index.expansion_search = old
