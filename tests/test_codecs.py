@@ -111,3 +111,16 @@ def test_scalar_round_trips_every_dtype(tmp_path_factory, data):
         t.put(np.arange(len(values)), {"v": arr})
         back = t.get(np.arange(len(values)))["v"]
         np.testing.assert_array_equal(back, arr.astype(spec.value_dtype))
+
+
+def test_f16_to_f32_is_exact_on_both_paths():
+    # Large arrays go through a lookup table, small ones through astype; every
+    # float16 code (NaNs included, compared as bits) must convert identically.
+    from vecstore.codecs import f16_to_f32
+
+    every = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    expected = every.astype(np.float32).view(np.uint32)
+    np.testing.assert_array_equal(f16_to_f32(every).view(np.uint32), expected)
+    small = every[::97]
+    assert small.size < 8192
+    np.testing.assert_array_equal(f16_to_f32(small).view(np.uint32), small.astype(np.float32).view(np.uint32))
