@@ -43,6 +43,10 @@ from .schema import PRESENT, TableSchema
 
 __all__ = ["Rows"]
 
+# Cache key of the per-feature "every row has it" flags (names starting with
+# "__" are not valid feature names, so this cannot clash with one).
+_FULL = "__full__"
+
 
 class Rows:
     """A batch of rows: ``found``, ``ids``, ``keys`` and one column per feature."""
@@ -99,6 +103,14 @@ class Rows:
             self._cache[PRESENT] = bits
         return bits[:, self._schema.presence_bit[name]]
 
+    def _all_present(self, name: str) -> bool:
+        """Whether every row holds ``name`` (the usual case: no default to fill in)."""
+        full = self._cache.get(_FULL)
+        if full is None:
+            self.present(name)
+            full = self._cache[_FULL] = self._cache[PRESENT].all(axis=0)
+        return bool(full[self._schema.presence_bit[name]])
+
     def __getitem__(self, name: str) -> np.ndarray:
         """One feature as a numpy array (float32 dequantized unless read with raw=True)."""
         hit = self._cache.get(name)
@@ -115,21 +127,21 @@ class Rows:
             out = np.empty(len(self), dtype=object)
             out[:] = self._var[name]
             return out
-        present = self.present(name)
         col = self._records[name]
+        complete = self._all_present(name)
         if isinstance(spec, Scalar):
             out = col.astype(spec.value_dtype) if spec.dtype != "f16" else f16_to_f32(col)
-            if not present.all():
-                out[~present] = spec.fill_value
+            if not complete:
+                out[~self.present(name)] = spec.fill_value
             return out
         if isinstance(spec, Category):
             assert self._categories is not None
-            return self._categories(name, np.where(present, col, 0))
+            return self._categories(name, col if complete else np.where(self.present(name), col, 0))
         assert isinstance(spec, Vector)
         scale = self._records[name + ".scale"] if spec.dtype == "i8" else None
         out = decode_vectors(spec, col, scale)
-        if not present.all():
-            out[~present] = np.nan
+        if not complete:
+            out[~self.present(name)] = np.nan
         return out
 
     def raw(self, name: str) -> Any:
