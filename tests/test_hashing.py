@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import xxhash
@@ -9,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vecstore
+from vecstore import hashing
 from vecstore.hashing import decode_id, encode_id, normalize_ids, xxh3_64_int64
 from vecstore.xxh3 import xxh3_64_packed
 
@@ -47,11 +50,13 @@ def test_packed_hash_equals_xxhash_for_every_length_class(seed):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.text(), min_size=1, max_size=40), seeds)
-def test_str_batch_hashes_and_stored_forms_match_the_scheme(ids, seed):
-    # All-str batches take the joined, vectorized path (or the per-ID one when
-    # an ID contains NUL); either way keys and stored forms follow the scheme.
-    batch = normalize_ids(ids, seed)
+@given(st.lists(st.text(), min_size=1, max_size=40), seeds, st.booleans())
+def test_str_batch_hashes_and_stored_forms_match_the_scheme(ids, seed, vectorized):
+    # Large all-str batches take the joined, vectorized path (or the per-ID
+    # one when an ID contains NUL), small ones the per-ID path; either way
+    # keys and stored forms follow the scheme.
+    with mock.patch.object(hashing, "_VECTORIZE_MIN", 1 if vectorized else 10**9):
+        batch = normalize_ids(ids, seed)
     assert batch.keys.tolist() == [xxhash.xxh3_64_intdigest(x.encode(), seed) for x in ids]
     assert batch.encoded() == [encode_id(x) for x in ids]
     tags, payload, starts, lengths = batch.packed()
@@ -59,14 +64,23 @@ def test_str_batch_hashes_and_stored_forms_match_the_scheme(ids, seed):
     assert rebuilt == [encode_id(x) for x in ids]
 
 
+def test_large_str_batch_is_vectorized_and_matches_xxhash():
+    ids = [f"item-{i}" for i in range(hashing._VECTORIZE_MIN)] + ["caf\u00e9", "x" * 200, ""]
+    batch = normalize_ids(ids, 11)
+    assert isinstance(batch._utf8, tuple)  # the joined buffer: the vectorized path ran
+    assert batch.keys.tolist() == [xxhash.xxh3_64_intdigest(x.encode(), 11) for x in ids]
+
+
 def test_str_batch_with_nul_and_non_ascii():
     ids = ["a\0b", "", "caf\u00e9", "\U0001f600" * 20, "x" * 200]
-    assert vecstore.hash_ids(ids, seed=3).tolist() == [xxhash.xxh3_64_intdigest(x.encode(), 3) for x in ids]
-    assert vecstore.hash_ids(ids[1:], seed=3).tolist() == [xxhash.xxh3_64_intdigest(x.encode(), 3) for x in ids[1:]]
+    with mock.patch.object(hashing, "_VECTORIZE_MIN", 1):
+        assert vecstore.hash_ids(ids, seed=3).tolist() == [xxhash.xxh3_64_intdigest(x.encode(), 3) for x in ids]
+        assert vecstore.hash_ids(ids[1:], seed=3).tolist() == [xxhash.xxh3_64_intdigest(x.encode(), 3) for x in ids[1:]]
 
 
-def test_str_batch_with_a_lone_surrogate_is_refused():
-    with pytest.raises(vecstore.InvalidIdError, match="UTF-8"):
+@pytest.mark.parametrize("minimum", [1, 10**9])
+def test_str_batch_with_a_lone_surrogate_is_refused(minimum):
+    with mock.patch.object(hashing, "_VECTORIZE_MIN", minimum), pytest.raises(vecstore.InvalidIdError, match="UTF-8"):
         vecstore.hash_ids(["ok", "bad\ud800"], seed=0)
 
 

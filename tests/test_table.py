@@ -288,3 +288,25 @@ def test_verify_finds_damage(store, items, rng):
     problems = items.verify()
     assert any("does not decode" in p for p in problems)
     assert any("gap" in p for p in problems)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 32, 33, 500])
+def test_unpack_records_puts_rows_back_in_input_order(n):
+    # Small batches take a plain-Python path, larger ones a numpy gather; both
+    # must return input-order records, zeros and found=False for absent rows.
+    from vecstore.records import unpack_records
+
+    rng = np.random.default_rng(0)
+    dtype = np.dtype([("a", "<u4"), ("b", "<f2", (3,))])
+    recs = np.zeros(n, dtype=dtype)
+    recs["a"] = rng.integers(1, 1000, n)
+    recs["b"] = rng.normal(size=(n, 3))
+    present = rng.random(n) < 0.7
+    order = rng.permutation(n)  # sorted position j holds input row order[j]
+    vals = [recs[i].tobytes() + b"\x01id-%d" % i if present[i] else None for i in order.tolist()]
+    found, got = unpack_records(vals, order, dtype)
+    np.testing.assert_array_equal(found, present)
+    expected = recs.copy()
+    expected[~present] = np.zeros(1, dtype=dtype)
+    assert got.tobytes() == expected.tobytes()
+    assert got.flags.writeable

@@ -32,6 +32,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -46,6 +47,9 @@ __all__ = ["IdBatch", "IdLike", "decode_id", "hash_ids", "normalize_ids", "xxh3_
 IdLike = Union[str, bytes, int, np.integer]
 
 _M64 = (1 << 64) - 1
+# Below this many IDs a str batch is hashed one ID at a time: the vectorized
+# kernel's fixed cost (tens of numpy calls) outweighs what it saves.
+_VECTORIZE_MIN = 2048
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 
@@ -71,9 +75,9 @@ class IdBatch:
     ids: Sequence[Any]
     scalar: bool
     _int_array: np.ndarray | None = None
-    # Every ID a str: their UTF-8 bytes back to back (NUL-separated), with
-    # each one's start and length, as hashed.
-    _utf8: tuple[bytes, np.ndarray, np.ndarray] | None = None
+    # Every ID a str: a small batch keeps each ID's UTF-8 bytes; a large one
+    # their bytes back to back (NUL-separated) with each one's start and length.
+    _utf8: list[bytes] | tuple[bytes, np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -88,12 +92,15 @@ class IdBatch:
         if self._int_array is not None:
             payload = self._int_array.astype("<i8").view(np.uint8)
             return np.full(n, TAG_INT, np.uint8), payload, np.arange(n, dtype=np.int64) * 8, np.full(n, 8, np.int64)
-        if self._utf8 is not None:
+        if isinstance(self._utf8, tuple):
             data, starts, lengths = self._utf8
             return np.full(n, TAG_STR, np.uint8), np.frombuffer(data, dtype=np.uint8), starts, lengths
-        enc = self.encoded()
-        tags = np.fromiter((e[0] for e in enc), dtype=np.uint8, count=n)
-        parts = [e[1:] for e in enc]
+        if self._utf8 is not None:
+            parts, tags = self._utf8, np.full(n, TAG_STR, np.uint8)
+        else:
+            enc = self.encoded()
+            tags = np.fromiter((e[0] for e in enc), dtype=np.uint8, count=n)
+            parts = [e[1:] for e in enc]
         lengths = np.fromiter(map(len, parts), dtype=np.int64, count=n)
         starts = np.zeros(n, dtype=np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
@@ -107,9 +114,11 @@ class IdBatch:
             raw[:, 1:] = self._int_array.astype("<i8").view(np.uint8).reshape(-1, 8)
             b = raw.tobytes()
             return [b[i : i + 9] for i in range(0, len(b), 9)]
-        if self._utf8 is not None:
+        if isinstance(self._utf8, tuple):
             data, starts, lengths = self._utf8
             return [_STR_TAG + data[s : s + n] for s, n in zip(starts.tolist(), lengths.tolist())]
+        if self._utf8 is not None:
+            return list(map(_STR_TAG.__add__, self._utf8))
         return [encode_id(x) for x in self.ids]
 
 
@@ -241,12 +250,25 @@ def normalize_ids(ids: Any, seed: int, hash_bits: int = 64) -> IdBatch:
         else:
             raise _bad_id(ids)
     seed &= _M64
-    utf8 = _pack_str(ids)
+    utf8: list[bytes] | tuple[bytes, np.ndarray, np.ndarray] | None = None
+    if len(ids) >= _VECTORIZE_MIN:
+        utf8 = _pack_str(ids)
     if utf8 is not None:
         data, starts, lengths = utf8
         keys = xxh3_64_packed(np.frombuffer(data, dtype=np.uint8), starts, lengths, seed)
     else:
-        keys = np.array([_hash_one(x, seed) for x in ids], dtype=np.uint64)
+        try:
+            # All str (the common case for catalog IDs): C-level maps, each
+            # ID encoded once and the bytes kept for the stored form.
+            utf8 = list(map(str.encode, ids))
+        except TypeError:
+            utf8 = None
+        except UnicodeEncodeError as e:
+            raise InvalidIdError(f"ID is not valid Unicode: {e}", hint="IDs must encode as UTF-8") from None
+        if utf8 is not None:
+            keys = np.fromiter(map(_h, utf8, repeat(seed)), dtype=np.uint64, count=len(utf8))
+        else:
+            keys = np.array([_hash_one(x, seed) for x in ids], dtype=np.uint64)
     if mask is not None:
         keys &= mask
     return IdBatch(keys, ids, False, None, utf8)

@@ -22,6 +22,7 @@ from .schema import TableSchema
 __all__ = ["assemble_values", "check_idlist", "from_arrow", "key_bytes", "sort_keep_last", "unpack_records"]
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_SMALL_BATCH = 32
 
 
 def key_bytes(keys: np.ndarray) -> list[bytes]:
@@ -52,6 +53,16 @@ def unpack_records(vals: list[bytes | None], order: np.ndarray, dtype: np.dtype)
     """
     n = len(vals)
     W = dtype.itemsize
+    if n <= _SMALL_BATCH:
+        # A few rows (a ranking stage's reads): plain Python beats the dozen
+        # numpy calls below, whose fixed cost dominates at this size.
+        rows: list[bytes | None] = [None] * n
+        for j, i in enumerate(order.tolist()):
+            rows[i] = vals[j]
+        zero = bytes(W)
+        body = bytearray(b"".join(zero if v is None else v[:W] for v in rows))
+        found = np.fromiter((v is not None for v in rows), dtype=bool, count=n)
+        return found, np.frombuffer(body, dtype=dtype)
     inverse = np.empty(n, dtype=np.intp)
     inverse[order] = np.arange(n)
     missing = vals.count(None)
