@@ -50,6 +50,8 @@ _M64 = (1 << 64) - 1
 # Below this many IDs a str batch is hashed one ID at a time: the vectorized
 # kernel's fixed cost (tens of numpy calls) outweighs what it saves.
 _VECTORIZE_MIN = 2048
+# Likewise for integer arrays (the int kernel's fixed cost is about 30 us).
+_INT_VECTORIZE_MIN = 64
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 
@@ -229,7 +231,13 @@ def normalize_ids(ids: Any, seed: int, hash_bits: int = 64) -> IdBatch:
             if ids.dtype.kind == "u" and ids.dtype.itemsize == 8 and len(ids) and ids.max() > _INT64_MAX:
                 raise _bad_id(int(ids.max()))
             arr = ids.astype(np.int64, copy=False)
-            keys = xxh3_64_int64(arr, seed)
+            if len(arr) < _INT_VECTORIZE_MIN:
+                s64 = seed & _M64
+                keys = np.fromiter(
+                    (_h(v.to_bytes(8, "little", signed=True), s64) for v in arr.tolist()), dtype=np.uint64, count=len(arr)
+                )
+            else:
+                keys = xxh3_64_int64(arr, seed)
             if mask is not None:
                 keys &= mask
             return IdBatch(keys, arr, False, arr)
