@@ -129,7 +129,7 @@ def bench_logging(tmp: Path, rng: np.random.Generator, n_items: int, n_req: int,
         "retrieval": lambda i: log.retrieval(f"x{i}", c, s, table="items", user="u", source="ann", sample=SAMPLE, context={"surface": "home"}),
         "ranking": lambda i: log.ranking(f"x{i}", top_ids, s[top], table="items", shown=top_ids),
         "label": lambda i: log.label(f"x{i}", top_ids[0], "click", 1.0),
-        "table.get(50 IDs)": lambda i: table.get(pool[i % 64][:50]),
+        "table.get(50 IDs)": lambda i: table.get(cands[i % 64][:50]),
         "table.get(5 IDs)": lambda i: table.get(top_ids),
     }
     line = []

@@ -47,13 +47,11 @@ from ..errors import (
     ReadOnlyError,
     StoreClosedError,
     TableNotFoundError,
-    UnknownFeatureError,
 )
 from .columns import (
     encode_ids,
     encode_scores,
     id_text,
-    layout_for,
     pack_objects,
     take_ids,
 )
@@ -79,6 +77,7 @@ from .inputs import (
     check_ts,
     check_user,
 )
+from .plan import Plan, lookup_ids, plan_for, sample_positions
 from .segments import SegmentWriter, is_live, list_segments, scan_delta
 from .view import View, add_tail, overlay_entry
 
@@ -230,26 +229,10 @@ class FeatureLog:
             self._tables[name] = t
         return t
 
-    @staticmethod
-    def _features(t: Table, features: Any) -> tuple[str, ...]:
-        if features is None:
-            return tuple(t.schema.features)
-        if isinstance(features, str):
-            features = [features]
-        out = tuple(dict.fromkeys(features))
-        for f in out:
-            if f not in t.schema.features:
-                raise UnknownFeatureError(
-                    f"table {t.name!r} has no feature {f!r} (features: {', '.join(t.schema.features)})"
-                )
-        return out
-
-    def _read(self, t: Table, feats: tuple[str, ...], ids: Any) -> tuple[Any, list[str], list[Any], dict[str, set[int]]]:
-        """Features of ``ids`` as served right now: (layout, buffer names, buffers, category codes used)."""
-        if isinstance(ids, np.ndarray) and ids.dtype.kind in "iu" and len(ids) <= 16:
-            ids = ids.tolist()  # a few IDs hash faster one by one than through the vectorized path
-        rows = t.get(ids, features=list(feats))
-        layout = layout_for(t.schema, feats)
+    def _read(self, t: Table, plan: Plan, code: str, ids: Any) -> tuple[list[str], list[Any], dict[str, set[int]]]:
+        """Features of ``ids`` as served right now: (buffer names, buffers, category codes used)."""
+        rows = t.get(lookup_ids(code, ids), features=plan.get_features)
+        layout = plan.layout
         # The record bytes get() read, cut to the requested features: the exact
         # stored values, which decode to exactly what get() returned.
         rec = rows._records
@@ -262,7 +245,7 @@ class FeatureLog:
         for f in layout.idlists:
             names.append("o:" + f)
             bufs.append(pack_objects(rows[f]))
-        return layout, names, bufs, codes
+        return names, bufs, codes
 
     def _segment(self) -> SegmentWriter:
         """This process's open segment (created on first use); call with _lock held."""
@@ -392,7 +375,7 @@ class FeatureLog:
         sc_code, sc = encode_scores(scores, n)
         user, source, context, when = check_user(user), check_source(source), check_context(context), check_ts(ts)
         t = self._table(table, fresh)
-        feats = self._features(t, features)
+        plan = plan_for(t.schema, t.name, features)
         mode, value = check_sample(sample)
         gen = rng if rng is not None else self._rng
         if mode == "rate":
@@ -402,22 +385,24 @@ class FeatureLog:
             p = k / n if n else 0.0
         names = [f"id{i}" for i in range(len(idbufs))] + ["sc"]
         bufs: list[Any] = [*idbufs, sc]
-        layout = layout_for(t.schema, feats)
+        layout = plan.layout
         mat = None
         codes: dict[str, set[int]] = {}
         if k:
-            idx = np.arange(n) if k == n else np.sort(gen.choice(n, k, replace=False))
-            layout, more_names, more, codes = self._read(t, feats, take_ids(ids, idx) if k < n else ids)
-            mat = more[0]
             if k < n:
+                idx = sample_positions(gen, n, k)
+                more_names, more, codes = self._read(t, plan, code, take_ids(ids, idx))
                 names.append("idx")
                 bufs.append(idx.astype("<u4"))
+            else:
+                more_names, more, codes = self._read(t, plan, code, ids)
+            mat = more[0]
             names += more_names
             bufs += more
         when = time.time() if when is None else when
         meta = {
             "r": rid, "u": user, "t": t.name, "ti": t.schema.table_id, "s": source, "n": n, "p": p, "k": k,
-            "ik": code, "sc": sc_code, "f": list(feats), "c": context, "b": names,
+            "ik": code, "sc": sc_code, "f": plan.features, "c": context, "b": names,
         }
         weight = 1.0 / p if p > 0 else 0.0
         self._append(
@@ -479,7 +464,7 @@ class FeatureLog:
         sc_code, sc = encode_scores(scores, n)
         user, source, context, when = check_user(user), check_source(source), check_context(context), check_ts(ts)
         t = self._table(table, fresh)
-        feats = self._features(t, features)
+        plan = plan_for(t.schema, t.name, features)
         names = [f"id{i}" for i in range(len(idbufs))] + ["sc"]
         bufs: list[Any] = [*idbufs, sc]
         if positions is not None:
@@ -497,14 +482,15 @@ class FeatureLog:
             if prior is not None:
                 user = prior[0] if user is None else user
                 context = prior[1] if context is None else context
-        layout, more_names, more, codes = self._read(t, feats, ids) if n else (layout_for(t.schema, feats), [], [], {})
+        layout = plan.layout
+        more_names, more, codes = self._read(t, plan, code, ids) if n else ([], [], {})
         names += more_names
         bufs += more
         mat = more[0] if more else None
         when = time.time() if when is None else when
         meta = {
             "r": rid, "u": user, "t": t.name, "ti": t.schema.table_id, "s": source, "n": n, "p": 1.0, "k": n,
-            "ik": code, "sc": sc_code, "f": list(feats), "c": context, "b": names,
+            "ik": code, "sc": sc_code, "f": plan.features, "c": context, "b": names,
         }
         self._append(
             KIND_RANKING, when, meta, bufs, t,
@@ -518,6 +504,8 @@ class FeatureLog:
             if shown.shape != (n,):
                 raise InvalidValueError(f"a shown mask needs one bool per ranked ID ({n}), got shape {shown.shape}")
             return shown
+        if shown is ids:  # "every ranked item was shown", passed as the same object: nothing to look up
+            return np.ones(n, dtype=bool)
         ranked = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
         want = shown.tolist() if isinstance(shown, np.ndarray) else list(shown)
         wanted = set(want)

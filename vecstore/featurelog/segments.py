@@ -62,18 +62,31 @@ PREALLOCATE = 16 << 20
 _FALLOC_FL_KEEP_SIZE = 1
 
 
-def _load_fallocate() -> Any:
+# flush() fsyncs what was appended since the previous flush: about 45 MB per
+# 1,000 requests of 5,000 int candidates, which kept the caller waiting on the
+# disk for 120 to 330 ms (more than 100 us per request).  So every WRITEBACK
+# bytes appended, the writer asks the kernel to start writing them out
+# (sync_file_range(SYNC_FILE_RANGE_WRITE), which does not wait for the disk):
+# the disk then works while the caller computes, and the fsync of a flush
+# finds little left to write.  Durability is unchanged: only flush() promises
+# anything beyond a process crash.
+WRITEBACK = 4 << 20
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _libc_fn(name: str, *argtypes: Any) -> Any:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        fn = libc.fallocate
+        fn = getattr(libc, name)
     except (OSError, AttributeError, TypeError):
-        return None  # not Linux: appends simply allocate as they go
-    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        return None  # not Linux: appends allocate as they go, and flush() writes everything out
+    fn.argtypes = list(argtypes)
     fn.restype = ctypes.c_int
     return fn
 
 
-_fallocate = _load_fallocate()
+_fallocate = _libc_fn("fallocate", ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+_sync_file_range = _libc_fn("sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
 
 
 def list_segments(seg_dir: Path) -> list[Path]:
@@ -125,6 +138,7 @@ class SegmentWriter:
         self.dicts: dict[tuple[int, str], set[int]] = {}  # category codes whose strings it holds
         self.synced_dir = False
         self.reserved = offset
+        self.written_back = offset  # where the last writeback request ended
 
     @classmethod
     def create(cls, seg_dir: Path, header: dict[str, Any]) -> SegmentWriter:
@@ -163,6 +177,10 @@ class SegmentWriter:
                 hint="check free space on the store's disk",
                 cause=e,
             ) from e
+        if self.offset - self.written_back >= WRITEBACK and _sync_file_range is not None:
+            # Failure only means flush() has more to write; it is not an error.
+            _sync_file_range(self.fd, self.written_back, self.offset - self.written_back, _SYNC_FILE_RANGE_WRITE)
+            self.written_back = self.offset
         return self.offset
 
     def fsync(self) -> None:
