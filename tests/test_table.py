@@ -310,3 +310,19 @@ def test_unpack_records_puts_rows_back_in_input_order(n):
     expected[~present] = np.zeros(1, dtype=dtype)
     assert got.tobytes() == expected.tobytes()
     assert got.flags.writeable
+
+
+@pytest.mark.parametrize("batch", [100, 20])
+def test_a_truncated_row_is_reported_not_read_as_its_neighbour(tmp_path, batch):
+    # Both unpack paths (numpy for large batches, Python for small) must
+    # refuse a stored value shorter than the record instead of reading on.
+    with vecstore.open(tmp_path / "short.vs") as s:
+        t = s.create_table("t", {"p": vecstore.Scalar("f64"), "q": vecstore.Scalar("f64")})
+        ids = [f"id-{i}" for i in range(100)]
+        t.put(ids, {"p": np.arange(100.0), "q": np.arange(100.0) + 1000})
+        W = t.schema.record_size
+        rows = t._db("rows")
+        kb = int(t._ids("id-50").keys[0]).to_bytes(8, "big")
+        s._env.write(lambda txn: txn.put(kb, txn.get(kb, db=rows)[: W - 8], db=rows))
+        with pytest.raises(vecstore.CorruptionError, match="shorter"):
+            t.get(ids[50 - batch // 2 : 50 + batch // 2])

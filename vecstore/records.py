@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .errors import InvalidValueError
+from .errors import CorruptionError, InvalidValueError
 from .features import IdList, Scalar, Vector
 from .schema import TableSchema
 
@@ -44,6 +44,13 @@ def sort_keep_last(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order[last], sk[last]
 
 
+def _short_record(W: int) -> CorruptionError:
+    return CorruptionError(
+        f"a stored row is shorter than the table's {W}-byte record",
+        hint="the store is damaged: run `vecstore verify` and restore from a backup",
+    )
+
+
 def unpack_records(vals: list[bytes | None], order: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     """Decode stored values (record + ID suffix, in sorted-key order) into input-order records.
 
@@ -60,6 +67,8 @@ def unpack_records(vals: list[bytes | None], order: np.ndarray, dtype: np.dtype)
         for j, i in enumerate(order.tolist()):
             rows[i] = vals[j]
         zero = bytes(W)
+        if any(v is not None and len(v) < W for v in rows):
+            raise _short_record(W)
         body = bytearray(b"".join(zero if v is None else v[:W] for v in rows))
         found = np.fromiter((v is not None for v in rows), dtype=bool, count=n)
         return found, np.frombuffer(body, dtype=dtype)
@@ -71,6 +80,9 @@ def unpack_records(vals: list[bytes | None], order: np.ndarray, dtype: np.dtype)
     if not m:
         return np.zeros(n, dtype=bool), np.zeros(n, dtype=dtype)
     lengths = np.fromiter(map(len, stored), dtype=np.int64, count=m)
+    if lengths.min() < W:
+        # The gather below would read into the next row: refuse instead.
+        raise _short_record(W)
     starts = np.zeros(m, dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
     blob = np.frombuffer(b"".join(stored), dtype=np.uint8)

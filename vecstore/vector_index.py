@@ -39,7 +39,7 @@ from usearch.index import Index, ScalarKind
 from . import changelog
 from .codecs import decode_vectors
 from .derived import Derived, atomic_replace, remove_orphan_temps, touched_keys
-from .errors import CorruptionError
+from .errors import CorruptionError, InvalidIdError
 from .features import Vector
 from .info import IndexInfo
 from .hashing import decode_id
@@ -254,13 +254,15 @@ class VectorIndex(Derived):
         if txn.stat(rows_db)["entries"] > _ID_WARM_MAX:
             return
         W = self.table.schema.record_size
-        keys: list[bytes] = []
-        tails: list[bytes] = []
+        ids: dict[int, Any] = {}
         for k, v in txn.cursor(rows_db):
-            keys.append(k)
-            tails.append(v[W:])
-        if keys:
-            self.ids = dict(zip(np.frombuffer(b"".join(keys), dtype=">u8").tolist(), map(decode_id, tails)))
+            try:
+                ids[int.from_bytes(k, "big")] = decode_id(v[W:])
+            except (InvalidIdError, UnicodeDecodeError, IndexError):
+                # A damaged stored ID: left out, so a search that returns the
+                # row reads it (and fails) then; verify() reports it.
+                continue
+        self.ids = ids
 
     def _writable(self) -> Index:
         """The index, turned from a memory-mapped view into an in-memory copy first if need be."""
