@@ -124,3 +124,24 @@ def test_f16_to_f32_is_exact_on_both_paths():
     small = every[::97]
     assert small.size < 8192
     np.testing.assert_array_equal(f16_to_f32(small).view(np.uint32), small.astype(np.float32).view(np.uint32))
+
+
+def test_f32_to_f16_rounds_exactly_like_numpy():
+    # Large arrays are cast by Arrow; every float16 value, its float32
+    # neighbours and the halfway points between float16 values (ties to even)
+    # must round exactly as numpy's astype does.
+    from vecstore.codecs import _ARROW_F16_MIN, f32_to_f16
+
+    h = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    h = h[np.isfinite(h)].astype(np.float32)
+    wide = h.astype(np.float64)
+    mids = ((wide[:-1] + wide[1:]) / 2).astype(np.float32)
+    near = [np.nextafter(h, np.float32(np.inf)), np.nextafter(h, np.float32(-np.inf))]
+    rng = np.random.default_rng(0)
+    random = rng.integers(0, 2**32, 1 << 19, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    values = np.concatenate([h, mids, *near, random])
+    values = values[np.isfinite(values) & (np.abs(values) <= 65504)]
+    assert values.size >= _ARROW_F16_MIN
+    got = f32_to_f16(values.reshape(-1, 1))
+    assert got.shape == (values.size, 1)
+    np.testing.assert_array_equal(got.view(np.uint16).ravel(), values.astype(np.float16).view(np.uint16))

@@ -112,12 +112,20 @@ def assemble_values(
     groups: list[tuple[np.ndarray, list[bytes]]] = []
     distinct = np.unique(lens).tolist()
     for length in distinct:
-        rows = np.flatnonzero(lens == length) if len(distinct) > 1 else np.arange(m)
-        mat = np.empty((len(rows), W + 1 + length), dtype=np.uint8)
-        mat[:, :W] = rec[rows]
-        mat[:, W] = tg[rows]
+        if len(distinct) > 1:
+            rows = np.flatnonzero(lens == length)
+            mat = np.empty((len(rows), W + 1 + length), dtype=np.uint8)
+            mat[:, :W] = np.take(rec, rows, axis=0)
+            mat[:, W] = tg[rows]
+            first = st[rows]
+        else:  # one ID length (the common case): no gather of the records at all
+            rows = np.arange(m)
+            mat = np.empty((m, W + 1 + length), dtype=np.uint8)
+            mat[:, :W] = rec
+            mat[:, W] = tg
+            first = st
         if length:
-            mat[:, W + 1 :] = payload[st[rows][:, None] + np.arange(length)]
+            mat[:, W + 1 :] = payload[first[:, None] + np.arange(length)]
         groups.append((rows, mat.view(f"V{W + 1 + length}").ravel().tolist()))
     if len(groups) == 1:
         return groups[0][1]

@@ -269,7 +269,8 @@ class Table:
             self._check_valid(txn)
             rows_db = self._db("rows")
             cur = txn.cursor(rows_db)
-            rec = base.view(np.uint8).reshape(n, W)[sel].view(dtype).ravel()
+            # np.take of whole rows is several times faster than fancy indexing here.
+            rec = np.take(base.view(np.uint8).reshape(n, W), sel, axis=0).view(dtype).ravel()
             present = rec[PRESENT]
             present |= pmask
             for f, vals in others.items():
