@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import SCHEMA, sample_columns, snapshot
 
 import vecstore
-from conftest import SCHEMA, sample_columns, snapshot
 
 
 def test_put_get_round_trip_every_feature(items, rng):

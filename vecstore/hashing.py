@@ -32,8 +32,8 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from itertools import repeat
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, Union
 
 import numpy as np

@@ -41,8 +41,8 @@ from .codecs import decode_vectors
 from .derived import Derived, atomic_replace, remove_orphan_temps, touched_keys
 from .errors import CorruptionError, InvalidIdError
 from .features import Vector
-from .info import IndexInfo
 from .hashing import decode_id
+from .info import IndexInfo
 from .records import key_bytes
 from .schema import PRESENT
 
