@@ -179,6 +179,18 @@ def _hash_one(x: Any, seed: int) -> int:
     raise _bad_id(x)
 
 
+def _hash_each(ids: Sequence[Any], seed: int) -> np.ndarray:
+    """Keys of a batch that is not all str, one ID at a time (InvalidIdError for a bad one)."""
+    if all(type(x) is int for x in ids):  # plain ints (not bool, not numpy scalars): no per-ID type checks
+        try:
+            return np.fromiter(
+                (_h(x.to_bytes(8, "little", signed=True), seed) for x in ids), dtype=np.uint64, count=len(ids)
+            )
+        except OverflowError:
+            pass  # out of the int64 range: the checks below name the ID
+    return np.array([_hash_one(x, seed) for x in ids], dtype=np.uint64)
+
+
 def _pack_str(ids: Sequence[Any]) -> tuple[bytes, np.ndarray, np.ndarray] | None:
     """An all-str batch as (UTF-8 bytes joined with NUL, starts, lengths); None otherwise.
 
@@ -276,7 +288,7 @@ def normalize_ids(ids: Any, seed: int, hash_bits: int = 64) -> IdBatch:
         if utf8 is not None:
             keys = np.fromiter(map(_h, utf8, repeat(seed)), dtype=np.uint64, count=len(utf8))
         else:
-            keys = np.array([_hash_one(x, seed) for x in ids], dtype=np.uint64)
+            keys = _hash_each(ids, seed)
     if mask is not None:
         keys &= mask
     return IdBatch(keys, ids, False, None, utf8)
