@@ -179,6 +179,16 @@ def _hash_one(x: Any, seed: int) -> int:
     raise _bad_id(x)
 
 
+def _not_unicode(ids: Sequence[str]) -> InvalidIdError:
+    """The error for a str batch that does not encode, naming the first bad ID and its position."""
+    for i, x in enumerate(ids):
+        try:
+            x.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return InvalidIdError(f"ID {x!r} at position {i} is not valid Unicode: {e.reason}", hint="IDs must encode as UTF-8")
+    return InvalidIdError("an ID is not valid Unicode", hint="IDs must encode as UTF-8")
+
+
 def _hash_each(ids: Sequence[Any], seed: int) -> np.ndarray:
     """Keys of a batch that is not all str, one ID at a time (InvalidIdError for a bad one)."""
     if all(type(x) is int for x in ids):  # plain ints (not bool, not numpy scalars): no per-ID type checks
@@ -208,8 +218,8 @@ def _pack_str(ids: Sequence[Any]) -> tuple[bytes, np.ndarray, np.ndarray] | None
         return None
     try:
         data = joined.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise InvalidIdError(f"ID is not valid Unicode: {e}", hint="IDs must encode as UTF-8") from None
+    except UnicodeEncodeError:
+        raise _not_unicode(ids) from None
     # UTF-8 encodes only U+0000 as a zero byte, so zeros are exactly the separators.
     seps = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 0)
     if len(seps) != n - 1:
@@ -283,8 +293,8 @@ def normalize_ids(ids: Any, seed: int, hash_bits: int = 64) -> IdBatch:
             utf8 = list(map(str.encode, ids))
         except TypeError:
             utf8 = None
-        except UnicodeEncodeError as e:
-            raise InvalidIdError(f"ID is not valid Unicode: {e}", hint="IDs must encode as UTF-8") from None
+        except UnicodeEncodeError:
+            raise _not_unicode(ids) from None
         if utf8 is not None:
             keys = np.fromiter(map(_h, utf8, repeat(seed)), dtype=np.uint64, count=len(utf8))
         else:
