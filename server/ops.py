@@ -160,6 +160,14 @@ class Session:
 _MISSING = object()
 
 
+def required(a: dict[str, Any], key: str) -> Any:
+    """Argument ``key`` of a request, of any type (the library checks it); BadRequest when missing."""
+    v = a.get(key, _MISSING)
+    if v is _MISSING:
+        raise BadRequest(f"missing argument {key!r}")
+    return v
+
+
 def arg(a: dict[str, Any], key: str, types: Any, default: Any = _MISSING) -> Any:
     """Argument ``key`` of a request, checked against ``types``; BadRequest when missing or mistyped."""
     v = a.get(key, _MISSING)
@@ -220,7 +228,7 @@ def _create_table(s: Session, a: dict[str, Any]) -> dict[str, Any]:
     # Values the library validates itself pass through untouched, so a remote
     # call raises exactly the error a local one does.
     t = s.store.create_table(
-        a.get("name"),
+        required(a, "name"),
         features,
         expected_size=a.get("expected_size", 1_000_000),
         bloom_fpr=a.get("bloom_fpr", 0.01),
@@ -231,7 +239,7 @@ def _create_table(s: Session, a: dict[str, Any]) -> dict[str, Any]:
 
 @op("drop_table", "write")
 def _drop_table(s: Session, a: dict[str, Any]) -> None:
-    s.store.drop_table(a.get("name"))
+    s.store.drop_table(required(a, "name"))
 
 
 @op("flush", "write")
@@ -250,7 +258,7 @@ def _len(s: Session, a: dict[str, Any]) -> int:
 @op("get", "read", inline=few_ids)
 def _get(s: Session, a: dict[str, Any]) -> dict[str, Any]:
     def run(t: vecstore.Table) -> dict[str, Any]:
-        rows = t.get(a.get("ids"), a.get("features"), raw=a.get("raw", False))
+        rows = t.get(required(a, "ids"), a.get("features"), raw=a.get("raw", False))
         return wire.rows_payload(rows, table_id=t.schema.table_id, layout=arg(a, "layout", str, "columns"))
 
     return s.call_table(a, run)
@@ -258,22 +266,22 @@ def _get(s: Session, a: dict[str, Any]) -> dict[str, Any]:
 
 @op("put", "write")
 def _put(s: Session, a: dict[str, Any]) -> int:
-    return s.call_table(a, lambda t: t.put(a.get("ids"), a.get("columns")))
+    return s.call_table(a, lambda t: t.put(required(a, "ids"), required(a, "columns")))
 
 
 @op("delete", "write")
 def _delete(s: Session, a: dict[str, Any]) -> int:
-    return s.call_table(a, lambda t: t.delete(a.get("ids")))
+    return s.call_table(a, lambda t: t.delete(required(a, "ids")))
 
 
 @op("contains", "read", inline=few_ids)
 def _contains(s: Session, a: dict[str, Any]) -> Any:
-    return s.call_table(a, lambda t: t.contains(a.get("ids")))
+    return s.call_table(a, lambda t: t.contains(required(a, "ids")))
 
 
 @op("may_contain", "read", inline=few_ids)
 def _may_contain(s: Session, a: dict[str, Any]) -> Any:
-    return s.call_table(a, lambda t: t.may_contain(a.get("ids")))
+    return s.call_table(a, lambda t: t.may_contain(required(a, "ids")))
 
 
 @op("info", "read")
@@ -388,7 +396,7 @@ def _search_is_short(s: Session, a: dict[str, Any]) -> bool:
 @op("search", "read", inline=_search_is_short)
 def _search(s: Session, a: dict[str, Any]) -> dict[str, Any]:
     def run(t: vecstore.Table) -> dict[str, Any]:
-        res = _table_method(t, "search")(a.get("query"), a.get("k", 10), **_search_kwargs(a))
+        res = _table_method(t, "search")(required(a, "query"), a.get("k", 10), **_search_kwargs(a))
         return wire.search_payload(res)
 
     return s.call_table(a, run)
@@ -397,7 +405,7 @@ def _search(s: Session, a: dict[str, Any]) -> dict[str, Any]:
 @op("search_by_id", "read", inline=_search_is_short)
 def _search_by_id(s: Session, a: dict[str, Any]) -> dict[str, Any]:
     def run(t: vecstore.Table) -> dict[str, Any]:
-        res = _table_method(t, "search_by_id")(a.get("id"), a.get("k", 10), **_search_kwargs(a))
+        res = _table_method(t, "search_by_id")(required(a, "id"), a.get("k", 10), **_search_kwargs(a))
         return wire.search_payload(res)
 
     return s.call_table(a, run)

@@ -75,6 +75,9 @@ def _forward(method: str) -> Any:
         args, kwargs = a.get("args") or [], a.get("kwargs") or {}
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise BadRequest("log ops take 'args' (an array) and 'kwargs' (a map)")
+        if "rng" in kwargs:
+            # A numpy Generator cannot travel; the server's own stream draws the sample.
+            raise BadRequest("argument 'rng' cannot be sent to a server", hint="leave rng out over the wire")
         return plain(fn(*args, **kwargs))
 
     return run

@@ -62,6 +62,9 @@ DEFAULT_MAX_FRAME_BYTES = 64 << 20
 # integers, floats and fixed-width bytes/unicode; never objects or records.
 _DTYPE = re.compile(r"^[<>|=][biufSU][0-9]{1,3}$")
 _MAX_NDIM = 32
+# Item sizes per kind that mean the same in every language (docs/protocol.md);
+# S and U take any width.
+_ITEM_SIZES = {"b": (1,), "i": (1, 2, 4, 8), "u": (1, 2, 4, 8), "f": (2, 4, 8)}
 _SHAPE = struct.Struct(">Q")
 
 
@@ -84,6 +87,8 @@ def encode_ndarray(a: np.ndarray) -> msgpack.ExtType:
     dt = a.dtype
     if dt.kind not in "biufSU" or dt.fields is not None:
         raise TypeError(f"arrays of dtype {dt} cannot be sent (numbers, bool, bytes and str only)")
+    if dt.itemsize not in _ITEM_SIZES.get(dt.kind, (dt.itemsize,)):
+        raise TypeError(f"arrays of dtype {dt} cannot be sent (not a portable item size)")
     if a.ndim > _MAX_NDIM:
         raise TypeError(f"arrays of more than {_MAX_NDIM} dimensions cannot be sent")
     head = _HEADS.get((dt.str, a.shape))
@@ -119,6 +124,8 @@ def decode_ndarray(data: bytes) -> np.ndarray:
         if count == 0:
             return np.empty(shape, dtype=dt)
         out = np.frombuffer(data, dtype=dt, count=count, offset=off).reshape(shape)
+        if dt.kind == "b" and np.frombuffer(data, dtype=np.uint8, count=count, offset=off).max() > 1:
+            raise ValueError("a bool element is neither 0 nor 1")
         return out if out.flags.aligned else out.copy()
     except (IndexError, ValueError, TypeError, OverflowError, MemoryError, UnicodeDecodeError, struct.error) as e:
         raise ProtocolError(f"malformed ndarray extension: {e}"[:300]) from None
@@ -129,6 +136,9 @@ def _parse_head(data: bytes, n: int, off: int) -> tuple[np.dtype, tuple[int, ...
     if not _DTYPE.match(dts):
         raise ValueError(f"dtype {dts!r} is not allowed")
     dt = np.dtype(dts)
+    if dt.itemsize not in _ITEM_SIZES.get(dt.kind, (dt.itemsize,)):
+        # e.g. "<f16" would decode as the platform's long double, not IEEE binary128.
+        raise ValueError(f"dtype {dts!r} is not allowed (kind {dt.kind!r} takes item sizes {_ITEM_SIZES[dt.kind]})")
     ndim = data[1 + n]
     if ndim > _MAX_NDIM:
         raise ValueError(f"{ndim} dimensions")

@@ -233,7 +233,10 @@ class _Connection(asyncio.Protocol):
                     req = self._request(unpackb(body), t0)
                 except ProtocolError as e:
                     req = None
-                    self._finish(_error(None, e), "<invalid>", t0, False)
+                    if self.authed:
+                        self._finish(_error(None, e), "<invalid>", t0, False)
+                    else:  # before authentication, anything but a valid auth is refused the same way
+                        self._authenticate(None, "<invalid>", {}, t0)
                 if req is None:
                     # A refused request (bad auth) may have closed the connection,
                     # which already cleared the queue.
@@ -270,7 +273,10 @@ class _Connection(asyncio.Protocol):
         self.pending.popleft()
         exc = fut.exception()
         if exc is not None:
-            self._finish(_error(None, exc), "<invalid>", t0, False)
+            if self.authed:
+                self._finish(_error(None, exc), "<invalid>", t0, False)
+            else:
+                self._authenticate(None, "<invalid>", {}, t0)
         else:
             req = self._request(fut.result(), t0)
             if req is not None:
@@ -280,22 +286,34 @@ class _Connection(asyncio.Protocol):
     def _request(self, msg: Any, t0: float) -> _Request | None:
         """Validate a decoded message; answer it here (and return None) unless it is an op to run."""
         rid = msg.get("id") if isinstance(msg, dict) else None
-        if not isinstance(rid, (int, str)) or isinstance(rid, bool):
+        bad_id = not isinstance(rid, (int, str)) or isinstance(rid, bool)
+        if bad_id:
             rid = None
         name = msg.get("op") if isinstance(msg, dict) else None
         args = msg.get("args", {}) if isinstance(msg, dict) else None
         if args is None:
             args = {}
-        if not isinstance(name, str) or not isinstance(args, dict):
-            err = BadRequest("a request is a map of id, op (a string) and args (a map)")
-            self._finish(_error(rid, err), "<invalid>", t0, False)
-            return None
         if not self.authed:
+            if not isinstance(name, str) or not isinstance(args, dict) or bad_id:
+                name, args = "<invalid>", {}
             self._authenticate(rid, name, args, t0)
+            return None
+        if not isinstance(name, str) or not isinstance(args, dict) or bad_id:
+            # Without a usable id the client could not match the answer to the
+            # request (pipelined answers may come out of order): refuse it unrun.
+            err = BadRequest("a request is a map of id (an int or a string), op (a string) and args (a map)")
+            self._finish(_error(rid, err), "<invalid>", t0, False)
             return None
         o = _ops.OPS.get(name)
         if o is None:
             if name == "auth":
+                # Authenticated already: a second auth must still carry the right token.
+                if self.srv.token is not None:
+                    token = args.get("token")
+                    given = token.encode("utf-8", "surrogatepass") if isinstance(token, str) else b""
+                    if not hmac.compare_digest(given, self.srv.token):
+                        self._fatal(rid, AuthenticationError("wrong token", hint="pass token= to vecstore.connect()"))
+                        return None
                 self._finish(_response(rid, True), "auth", t0, True)
             else:
                 self._finish(_error(rid, BadRequest(f"unknown op {name[:100]!r}")), "<invalid>", t0, False)
@@ -356,7 +374,12 @@ class _Connection(asyncio.Protocol):
             self._finish(_response(rid, True), "auth", t0, True)
             return
         self.srv.stats.connections_rejected += 1
-        why = "wrong token" if name == "auth" else f"authenticate first: send op 'auth' before {name[:50]!r}"
+        if name == "auth":
+            why = "wrong token"
+        elif name == "<invalid>":
+            why = "authenticate first: the first request must be a well-formed 'auth' request"
+        else:
+            why = f"authenticate first: send op 'auth' before {name[:50]!r}"
         self._fatal(rid, AuthenticationError(why, hint="pass token= to vecstore.connect()"))
 
     # -- output ----------------------------------------------------------------

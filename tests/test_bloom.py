@@ -348,3 +348,51 @@ def test_bad_meta(meta, tmp_path):
     with pytest.raises(InvalidValueError):
         bf.save(tmp_path / "bloom.bin", meta)
     assert os.listdir(tmp_path) == []
+
+
+def test_the_documented_layout_and_probe_rule_answer_like_the_filter():
+    # docs/format.md describes the snapshot bytes and the probe rule so that a
+    # client in another language can test keys locally; read them back here in
+    # plain Python from that description alone.
+    import struct
+
+    import msgpack
+
+    rng = np.random.default_rng(0)
+    bf = BloomFilter(capacity=500, fpr=0.05)
+    stored = rng.integers(0, 2**63, 1500, dtype=np.int64).astype(np.uint64)  # grows to several sub-filters
+    bf.add(stored)
+    blob = bf.to_bytes({"seq": 3, "table_id": 1})
+    magic, version, _, nsubs, meta_len, _, _cap, _fpr, total = struct.unpack_from("<8sHHIIIQdQ", blob)
+    assert (magic, version, total) == (b"VSBLOOM1", 1, len(blob)) and nsubs > 1
+    subs = [struct.unpack_from("<QQQIId", blob, 48 + 40 * i) for i in range(nsubs)]
+    off = 48 + 40 * nsubs
+    assert msgpack.unpackb(blob[off : off + meta_len]) == {"seq": 3, "table_id": 1}
+    off += meta_len + (-meta_len % 8)
+    words = []
+    for _cap_i, _count, bits, _hashes, _, _ in subs:
+        words.append(struct.unpack_from(f"<{bits // 64}Q", blob, off))
+        off += bits // 8
+    assert off + 8 == len(blob)
+    M = (1 << 64) - 1
+
+    def may_contain(key: int) -> bool:
+        for i, (_cap_i, count, bits, hashes, _, _) in enumerate(subs):
+            if not count:
+                continue
+            h = (key + 0x9E3779B97F4A7C15 * (i + 1)) & M
+            h ^= h >> 33
+            h = (h * 0xFF51AFD7ED558CCD) & M
+            h ^= h >> 33
+            h = (h * 0xC4CEB9FE1A85EC53) & M
+            h ^= h >> 33
+            h1, h2 = h & 0xFFFFFFFF, (h >> 32) | 1
+            probes = (((((h1 + j * h2) & 0xFFFFFFFF) * bits) >> 32) for j in range(hashes))
+            if all((words[i][b >> 6] >> (b & 63)) & 1 for b in probes):
+                return True
+        return False
+
+    absent = rng.integers(0, 2**63, 3000, dtype=np.int64).astype(np.uint64)
+    keys = np.concatenate([stored[:300], absent])
+    assert [may_contain(int(k)) for k in keys] == bf.may_contain(keys).tolist()
+    assert all(may_contain(int(k)) for k in stored)

@@ -233,6 +233,19 @@ def test_malformed_requests_get_errors_and_the_connection_goes_on(filled, tmp_pa
             (packb({"id": 1, "op": "get", "args": {"table": "nope", "ids": ["a"]}}), "TableNotFoundError"),
             (packb({"id": 1, "op": "get", "args": {"table": "items", "ids": [1.5]}}), "InvalidIdError"),
             (packb({"id": 1, "op": "get", "args": {"table": "items", "ids": ["a"], "layout": "rows"}}), "BadRequest"),
+            # a missing required argument is named, not passed on as None
+            (packb({"id": 1, "op": "get", "args": {"table": "items"}}), "BadRequest"),
+            (packb({"id": 1, "op": "put", "args": {"table": "items", "ids": ["a"]}}), "BadRequest"),
+            (packb({"id": 1, "op": "search", "args": {"table": "items"}}), "BadRequest"),
+            (packb({"id": 1, "op": "drop_table", "args": {}}), "BadRequest"),
+            # a numpy Generator cannot travel
+            (packb({"id": 1, "op": "log.retrieval", "args": {"args": ["r", ["a"], [1.0]],
+                                                              "kwargs": {"table": "items", "rng": 1}}}), "BadRequest"),
+            # dtypes outside the documented set, and a bool that is neither 0 nor 1
+            (msgpack.packb({"id": 1, "op": "len", "args": {"x": msgpack.ExtType(1, b"\x04<f16\x01" + bytes(8) + bytes(2) + bytes(16))}}),
+             "ProtocolError"),
+            (msgpack.packb({"id": 1, "op": "len", "args": {"x": msgpack.ExtType(1, b"\x03|b1\x01" + (1).to_bytes(8, "big") + bytes(3) + b"\x02")}}),
+             "ProtocolError"),
         ]
         for body, kind in cases:
             send_frame(s, body)
@@ -240,6 +253,44 @@ def test_malformed_requests_get_errors_and_the_connection_goes_on(filled, tmp_pa
             assert resp["ok"] is False and resp["error"]["type"] == kind, (body, resp)
         assert request(s, "len", table="items")["result"] == 100
         s.close()
+
+
+def test_a_request_without_a_usable_id_is_refused_unrun(filled, tmp_path):
+    # The client could not match its answer (pipelined reads may answer out of
+    # order), so the server must not apply it.
+    store, ids, _ = filled
+    with start(store, "unix", tmp_path) as running:
+        s = raw_socket(running.address)
+        for rid in (None, 1.5, [1], True):
+            body = {"op": "delete", "args": {"table": "items", "ids": ids[:1]}}
+            if rid is not None:
+                body["id"] = rid
+            send_frame(s, packb(body))
+            resp = recv_frame(s)
+            assert resp["id"] is None and resp["error"]["type"] == "BadRequest", resp
+        assert request(s, "len", table="items")["result"] == 100  # nothing was deleted
+        s.close()
+
+
+def test_before_authenticating_a_malformed_frame_is_refused_like_any_other(filled, tmp_path):
+    store, _ids, _ = filled
+    with start(store, "unix", tmp_path, token="s3cret-token") as running:
+        for body in (b"\xc1", packb([1, 2]), packb({"op": "auth", "args": {"token": "s3cret-token"}})):
+            s = raw_socket(running.address)
+            send_frame(s, body)
+            resp = recv_frame(s)
+            assert resp["error"]["type"] == "AuthenticationError", (body, resp)
+            assert closed_by_peer(s)
+
+
+def test_a_second_auth_must_carry_the_right_token_too(filled, tmp_path):
+    store, _ids, _ = filled
+    with start(store, "unix", tmp_path, token="s3cret-token") as running:
+        s = raw_socket(running.address)
+        assert request(s, "auth", token="s3cret-token")["result"] is True
+        assert request(s, "auth", token="s3cret-token")["result"] is True
+        assert request(s, "auth", token="wrong")["error"]["type"] == "AuthenticationError"
+        assert closed_by_peer(s)
 
 
 def _random_request(rng: np.random.Generator, ids: list[str]) -> bytes:
