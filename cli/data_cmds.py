@@ -39,6 +39,15 @@ def _created_store(path: str) -> bool:
     return not (Path(path) / "data.mdb").exists() and not (Path(path).exists() and any(Path(path).iterdir()))
 
 
+def _holds_rows(path: str) -> bool:
+    """Whether the store at ``path`` has a table with at least one row (False if it cannot be read)."""
+    try:
+        with vecstore.open(path, create=False) as store:
+            return any(len(store.table(name)) for name in store.tables())
+    except (vecstore.VecstoreError, OSError):
+        return False
+
+
 def _remove_new_store(path: str, new: bool) -> None:
     if new and Path(path).is_dir():
         shutil.rmtree(path, ignore_errors=True)
@@ -119,7 +128,10 @@ def import_(path: str, table: str, file: str, id_column: str, fmt: str | None, s
                                      vector_feature=vector_feature, ids=ids_file, index_progress=index_progress,
                                      **sizing)
     except BaseException:
-        _remove_new_store(path, new)
+        # A store this command created goes again only if nothing reached it:
+        # after a late error (or Ctrl-C) the committed batches stay, as the
+        # error message says.
+        _remove_new_store(path, new and not _holds_rows(path))
         raise
     if as_json:
         echo_json(result.to_dict())

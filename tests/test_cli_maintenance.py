@@ -121,6 +121,18 @@ def test_failed_import_into_a_new_store_leaves_nothing(tmp_path):
     assert not (tmp_path / "new.vs").exists()
 
 
+def test_an_import_into_a_new_store_failing_midway_keeps_what_it_committed(tmp_path):
+    # The error says the committed batches stay; the store created for them must stay too.
+    schema = tmp_path / "s.toml"
+    schema.write_text('[tables.small.features]\nn = "i8"\n')
+    path = tmp_path / "n.csv"
+    path.write_text("id,n\n" + "".join(f"k{i},{i * 20}\n" for i in range(10)))  # 140 does not fit i8
+    r = run("import", tmp_path / "new.vs", "small", path, "--schema", schema, "--batch-size", "3")
+    assert r.exit_code == 1 and "6 rows were imported before the error" in r.output
+    with vecstore.open(tmp_path / "new.vs", readonly=True) as s:
+        assert len(s.table("small")) == 6
+
+
 def test_failed_import_into_an_existing_table_keeps_it(tmp_path):
     path = tmp_path / "s.vs"
     make_store(path, n=100)

@@ -440,6 +440,17 @@ def test_nulls_are_not_written(tmp_path, store):
     assert not t.get(["new"]).present("n")[0]
 
 
+def test_a_repeated_id_keeps_its_last_values_across_null_patterns(tmp_path, store):
+    # Rows with different null cells go into different puts; with a repeated
+    # ID those puts must still apply in file order, so the last row wins.
+    path = tmp_path / "dup.csv"
+    path.write_text("id,price,cat\na,2,x\na,1,\nb,1,\nb,2,y\nc,5,z\nc,,w\n")
+    import_file(store, "dup", path)
+    got = {r["id"]: (r["price"], r["cat"]) for r in store.table("dup").get(["a", "b", "c"]).to_pylist()}
+    # a: price from its last row, category kept from the first (the last has none)
+    assert got == {"a": (1, "x"), "b": (2, "y"), "c": (5, "w")}
+
+
 def test_features_override_and_metadata(tmp_path, store, rng):
     src = store.create_table("src", {"h": vecstore.Scalar("f16"), "v": vecstore.Vector(4, dtype="i8", metric="l2")})
     src.put(["a", "b"], {"h": [0.25, 0.5], "v": rng.normal(size=(2, 4))})

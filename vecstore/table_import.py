@@ -442,11 +442,16 @@ def _column_values(name: str, spec: Feature, col: pa.Array) -> Any:
     return col.to_pylist()
 
 
-def _null_groups(batch: pa.RecordBatch, names: list[str]) -> list[tuple[np.ndarray | None, list[str]]]:
+def _null_groups(
+    batch: pa.RecordBatch, names: list[str], repeats: bool = False
+) -> list[tuple[np.ndarray | None, list[str]]]:
     """Split a batch by which columns are null: ``[(row positions or None for all, columns to write)]``.
 
     A put writes a feature for all its rows, so rows that lack different
     features go into different puts; most batches have no nulls and stay one put.
+    When an ID repeats in the batch (``repeats``), the puts are runs of
+    consecutive rows in file order instead, so a later row's values win over
+    an earlier row's, as within one put.
     """
     nullable = [n for n in names if batch.column(n).null_count]
     if not nullable:
@@ -454,11 +459,12 @@ def _null_groups(batch: pa.RecordBatch, names: list[str]) -> list[tuple[np.ndarr
     mask = np.stack([batch.column(n).is_null().to_numpy(zero_copy_only=False) for n in nullable], axis=1)
     patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
-    out = []
-    for g, pat in enumerate(patterns):
-        nulls = {n for n, is_null in zip(nullable, pat) if is_null}
-        out.append((np.flatnonzero(inverse == g), [n for n in names if n not in nulls]))
-    return out
+    cols = [[n for n, is_null in zip(nullable, pat) if is_null] for pat in patterns]
+    cols = [[n for n in names if n not in nulls] for nulls in map(set, cols)]
+    if repeats:
+        cuts = [0, *(np.flatnonzero(np.diff(inverse)) + 1).tolist(), len(inverse)]
+        return [(np.arange(a, b), cols[inverse[a]]) for a, b in zip(cuts[:-1], cuts[1:])]
+    return [(np.flatnonzero(inverse == g), cols[g]) for g in range(len(patterns))]
 
 
 def _prepare(table: Table, batch: pa.RecordBatch, ids: Any, rows: np.ndarray | None, names: list[str]) -> tuple[Any, dict[str, Any]]:
@@ -514,6 +520,10 @@ def _put_batch(table: Table, batch: pa.RecordBatch, start: int, id_column: str, 
     """Write one batch (one put per null pattern); ``done[0]`` counts rows as they commit."""
     ids = _ids_of(batch.column(id_column), start, id_column)
     groups = _null_groups(batch, names)
+    if len(groups) > 1:
+        keys = table._ids(ids).keys
+        if len(np.unique(keys)) < len(keys):
+            groups = _null_groups(batch, names, repeats=True)
     if len(groups) > 1:
         # Several puts: check every group first so a bad value writes nothing of the batch.
         for rows, cols in groups:
