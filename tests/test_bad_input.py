@@ -195,3 +195,23 @@ def test_delete_with_colliding_ids_in_one_batch(tmp_path):
         t.put([a], {"x": [1]})
         assert t.delete([a, b]) == 1
         assert not t.contains(a)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "default"),
+    [("f32", "x"), ("f32", [1]), ("bool", 5), ("bool", "yes"), ("f16", 1e9), ("i8", 1.5), ("i8", True), ("u8", 256)],
+)
+def test_a_scalar_default_the_dtype_cannot_hold_is_refused(dtype, default):
+    # get() fills missing rows with the default; one the dtype cannot hold
+    # would make those reads fail later, far from the mistake.
+    with pytest.raises(vecstore.SchemaError, match="does not fit"):
+        vecstore.Scalar(dtype, default=default)
+
+
+def test_a_valid_scalar_default_fills_missing_rows(tmp_path):
+    with vecstore.open(tmp_path / "d.vs") as s:
+        t = s.create_table("t", {"a": vecstore.Scalar("f16", default=0.5), "b": vecstore.Scalar("bool", default=True),
+                                 "c": vecstore.Scalar("i8", default=-3), "x": vecstore.Scalar("f32")})
+        t.put(["r"], {"x": [1.0]})
+        rows = t.get(["r", "missing"])
+        assert rows["a"].tolist() == [0.5, 0.5] and rows["b"].tolist() == [True, True] and rows["c"].tolist() == [-3, -3]

@@ -92,3 +92,21 @@ def test_a_mismatching_existing_table_names_the_features_that_differ(tmp_path):
             other.create_tables(store, exist_ok=True)
     with pytest.raises(SchemaError, match="list at least one feature"):
         parse_schema("[tables.t.features]\n")
+
+
+@pytest.mark.parametrize(
+    ("toml", "text"),
+    [
+        ('[tables."bad name".features]\na = "f32"\n', "table 'bad name': invalid table name"),
+        ('[tables.t.features]\nid = "f32"\n', "table 't': feature name 'id' is reserved"),
+    ],
+)
+def test_bad_names_are_refused_when_the_file_is_read(toml, text):
+    # Before anything is created: `vecstore init` must leave no store behind.
+    with pytest.raises(vecstore.SchemaError, match=text):
+        parse_schema(toml, source="s.toml")
+
+
+def test_the_id_feature_name_is_reserved(tmp_path):
+    with vecstore.open(tmp_path / "r.vs") as s, pytest.raises(vecstore.SchemaError, match="reserved"):
+        s.create_table("t", {"id": vecstore.Scalar()})

@@ -112,11 +112,27 @@ class Scalar:
                 f"unknown scalar dtype {self.dtype!r}", hint=f"use one of {', '.join(SCALAR_DTYPES)}"
             )
         if self.default is not None:
-            d = self.fill_value
-            if self.dtype != "bool" and self.dtype[0] in "iu":
-                info = np.iinfo(np.dtype(SCALAR_DTYPES[self.dtype]))
-                if not (float(d).is_integer() and info.min <= d <= info.max):
-                    raise SchemaError(f"default {self.default!r} does not fit scalar dtype {self.dtype}")
+            self._check_default(self.default)
+
+    def _check_default(self, d: Any) -> None:
+        # get() fills missing rows with the default: one that the dtype cannot
+        # hold would make every read of such a row fail, so refuse it here.
+        bad = SchemaError(
+            f"default {d!r} does not fit scalar dtype {self.dtype}",
+            hint="True or False for bool, a number in the dtype's range otherwise",
+        )
+        if self.dtype == "bool":
+            if not isinstance(d, (bool, np.bool_)):
+                raise bad
+            return
+        if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, float, np.integer, np.floating)):
+            raise bad
+        if self.dtype[0] in "iu":
+            info = np.iinfo(np.dtype(SCALAR_DTYPES[self.dtype]))
+            if not (math.isfinite(d) and float(d).is_integer() and info.min <= d <= info.max):
+                raise bad
+        elif math.isfinite(d) and abs(d) > float(np.finfo(np.dtype(SCALAR_DTYPES[self.dtype])).max):
+            raise bad
 
     @property
     def fill_value(self) -> Any:

@@ -29,6 +29,27 @@ PRESENT = "__present__"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
 
 
+# Feature names a table cannot use: "id" is the entity ID's column in
+# Rows.to_arrow(), exports and imports.
+RESERVED_FEATURES = frozenset({"id"})
+
+
+def check_new_table(name: Any, features: Any) -> None:
+    """Checks for a table about to be created: its name, and feature names that are not reserved.
+
+    (Stored schemas are not re-checked on open, so stores made before a name
+    became reserved still open.)
+    """
+    check_name(name, "table")
+    if isinstance(features, dict):
+        for fname in features:
+            if fname in RESERVED_FEATURES:
+                raise SchemaError(
+                    f"feature name {fname!r} is reserved: it is the entity ID's column in to_arrow() and exports",
+                    hint=f"rename the feature, e.g. '{name}_{fname}' or 'external_{fname}'",
+                )
+
+
 def check_name(name: Any, what: str) -> str:
     """Validate a table or feature name: letters, digits, ``_`` and ``-``, at most 128 chars."""
     if not isinstance(name, str) or not _NAME.match(name) or name.startswith("__"):

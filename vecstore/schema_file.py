@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import SchemaError, VecstoreError
 from .features import HNSW, SCALAR_DTYPES, Category, Feature, IdList, Scalar, Vector
+from .schema import check_name, check_new_table
 
 if TYPE_CHECKING:
     from .store import Store
@@ -151,6 +152,13 @@ def _table(source: str, name: str, doc: Any) -> TableSpec:
                 else f"add a [tables.{name}.features] section")
         raise SchemaError(f"{where} has no features", hint=hint)
     features = {fname: _feature(f"{where}, feature {fname!r}", spec) for fname, spec in feats.items()}
+    try:
+        # Names are checked here, not at create time, so `vecstore init` creates nothing for a bad one.
+        check_new_table(name, features)
+        for fname in features:
+            check_name(fname, "feature")
+    except SchemaError as e:
+        raise SchemaError(f"{where}: {e.message}", hint=e.hint) from None
     kwargs: dict[str, Any] = {}
     if "expected_size" in doc:
         v = doc["expected_size"]

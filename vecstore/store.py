@@ -48,7 +48,7 @@ from .featurelog import FeatureLog
 from .features import Feature
 from .hashing import hash_ids
 from .info import StoreInfo
-from .schema import TableSchema, check_name
+from .schema import TableSchema, check_new_table
 from .table import Table, table_db_names
 
 __all__ = ["FORMAT_VERSION", "Store", "open"]
@@ -246,7 +246,7 @@ class Store:
                 "embedding": vecstore.Vector(64, dtype="i8", metric="cos"),
             }, expected_size=100_000)
         """
-        check_name(name, "table")
+        check_new_table(name, features)
         draft = TableSchema(name, 0, dict(features), expected_size, bloom_fpr)
         self._refresh()
         existing = self._tables.get(name)
