@@ -77,7 +77,8 @@ def _only_vector(store: vecstore.Store, table: str, features: Any) -> str:
 @click.option("--columns", help="Import only these columns (comma-separated; the ID column is implied).")
 @click.option("--vector-feature", help="The vector feature a .npy file holds (default: the table's only vector feature).")
 @click.option("--ids", "ids_file", type=click.Path(dir_okay=False, exists=True),
-              help="For .npy: the rows' IDs, a .npy array or a text file with one ID per line (default: row numbers).")
+              help="For .npy: the rows' IDs, a .npy array or a text file with one ID per line, "
+                   "ints if every line is an integer (default: row numbers).")
 @click.option("--batch-size", default=10_000, show_default=True, type=click.IntRange(1), help="Rows per write transaction.")
 @quiet_option
 @json_option

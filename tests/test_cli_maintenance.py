@@ -313,8 +313,29 @@ def test_unreadable_files_are_one_line_errors(tmp_path, name, content, needle):
     assert not (tmp_path / "x.vs").exists()
 
 
-def test_empty_ids_are_refused(tmp_path):
+def test_missing_ids_are_refused_and_empty_strings_are_ids(tmp_path):
+    csv = tmp_path / "e.csv"
+    csv.write_text("id,x\na,1\n,2\n")  # an empty CSV cell is a missing ID
+    r = run("import", tmp_path / "x.vs", "t", csv)
+    assert r.exit_code == 1 and "empty at row 1" in r.output
+    # An explicit "" (Parquet, JSON Lines) is an ID, as in put: export -> import round-trips.
     f = tmp_path / "e.parquet"
     pq.write_table(pa.table({"id": ["a", ""], "x": [1.0, 2.0]}), f)
-    r = run("import", tmp_path / "x.vs", "t", f)
-    assert r.exit_code == 1 and "empty ID at row 1" in r.output
+    assert run("import", tmp_path / "y.vs", "t", f).exit_code == 0
+    with vecstore.open(tmp_path / "y.vs", readonly=True) as s:
+        assert s.table("t").get([""])["x"].tolist() == [2.0]
+
+
+def test_a_text_ids_file_of_integers_gives_int_ids(tmp_path):
+    np.save(tmp_path / "v.npy", np.eye(3, dtype=np.float32))
+    (tmp_path / "ids.txt").write_text("1\n2\n-5\n")
+    (tmp_path / "sids.txt").write_text("a\n007\nb\n")
+    (tmp_path / "blank.txt").write_text("a\n\nb\n")
+    path = tmp_path / "ids.vs"
+    assert run("import", path, "t", tmp_path / "v.npy", "--vector-feature", "v", "--ids", tmp_path / "ids.txt").exit_code == 0
+    assert run("import", path, "u", tmp_path / "v.npy", "--vector-feature", "v", "--ids", tmp_path / "sids.txt").exit_code == 0
+    r = run("import", path, "w", tmp_path / "v.npy", "--vector-feature", "v", "--ids", tmp_path / "blank.txt")
+    assert r.exit_code == 1 and "empty line 2" in r.output
+    with vecstore.open(path, readonly=True) as s:
+        assert s.table("t").contains([1, 2, -5]).all() and not s.table("t").contains(["1"]).any()
+        assert s.table("u").contains(["a", "007", "b"]).all()

@@ -318,6 +318,21 @@ def _open_jsonl(path: Path, types: dict[str, pa.DataType]) -> _Source:
     return _Source(reader.schema, None, None, iter(reader))
 
 
+_INT_LINE = re.compile(r"-?(0|[1-9][0-9]{0,18})")
+
+
+def _text_ids(path: Path, lines: list[str]) -> np.ndarray:
+    """IDs from a text file, one per line: ints when every line is an integer (as a CSV column of digits), else str."""
+    for i, line in enumerate(lines):
+        if not line:
+            raise ImportFileError(f"the IDs file {path} has an empty line {i + 1}", hint="every vector needs an ID")
+    if lines and all(_INT_LINE.fullmatch(x) for x in lines):
+        values = [int(x) for x in lines]
+        if all(-(1 << 63) <= v < (1 << 63) for v in values):
+            return np.array(values, dtype=np.int64)
+    return np.array([*lines, None], dtype=object)[:-1]
+
+
 def _npy_ids(ids: Any, n: int) -> Callable[[int, int], pa.Array]:
     """A slicer ``(start, stop) -> Arrow array`` of IDs for an ``.npy`` import."""
     if ids is None:
@@ -328,9 +343,10 @@ def _npy_ids(ids: Any, n: int) -> Callable[[int, int], pa.Array]:
             arr = _load_npy(p)  # memory-mapped like the vectors
         else:
             try:  # a text file is read whole: use a .npy file of IDs for huge imports
-                arr = np.array(p.read_text(encoding="utf-8").splitlines() + [None], dtype=object)[:-1]
+                lines = p.read_text(encoding="utf-8").splitlines()
             except (OSError, UnicodeDecodeError) as e:
                 raise ImportFileError(f"cannot read the IDs file {p}: {e}") from None
+            arr = _text_ids(p, lines)
     elif isinstance(ids, np.ndarray) and ids.dtype.kind != "O":
         arr = ids
     else:
@@ -415,12 +431,9 @@ def _ids_of(col: pa.Array, start: int, id_column: str) -> Any:
         raise err
     if pa.types.is_integer(col.type):
         return col.to_numpy(zero_copy_only=False)
+    # An explicit empty string is an ID like any other, as in put() (so an
+    # exported table imports back); an empty CSV cell reads as null, above.
     values = _unmix(col.to_pylist()) if _is_mixed(col.type) else col.to_pylist()
-    if "" in values or b"" in values:
-        bad = next(i for i, v in enumerate(values) if v in ("", b""))
-        err = ImportFileError(f"ID column {id_column!r} holds an empty ID at row {start + bad}", hint="every row needs an ID")
-        err.row = start + bad  # type: ignore[attr-defined]
-        raise err
     return np.array(values + [None], dtype=object)[:-1]  # the None keeps bytes/str objects 1-D
 
 
