@@ -218,12 +218,20 @@ def _jsonl_runs(stream: Any, id_field: str, batch_size: int) -> Iterator[tuple[i
     for lineno, line in enumerate(stream, 1):
         if not line.strip():
             continue
+        problem = None
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise click.ClickException(f"stdin line {lineno} is not JSON: {e.msg}") from None
-        if not isinstance(obj, dict) or id_field not in obj:
-            raise click.ClickException(f"stdin line {lineno} must be a JSON object with an {id_field!r} field")
+            problem = f"stdin line {lineno} is not JSON: {e.msg}"
+        else:
+            if not isinstance(obj, dict) or id_field not in obj:
+                problem = f"stdin line {lineno} must be a JSON object with an {id_field!r} field"
+        if problem is not None:
+            if run:  # the lines before this one are written first, as --help promises
+                yield first, run
+            raise click.ClickException(problem)
+        # null is "no value": the feature keeps what is stored, as in `vecstore import`.
+        obj = {k: v for k, v in obj.items() if v is not None or k == id_field}
         if run and (len(run) >= batch_size or obj.keys() != run[0].keys()):
             yield first, run
             run = []
@@ -262,7 +270,8 @@ def _columns(table: vecstore.Table, group: list[dict[str, Any]], id_field: str) 
 def put(path: str, table: str, id_field: str, schema_path: str | None, batch_size: int, as_json: bool) -> None:
     """Insert or update rows read as JSON lines from stdin: {"id": ..., "feature": value, ...}.
 
-    Fields left out keep their stored values; vectors are JSON lists.
+    Fields left out, or null, keep their stored values (as in import);
+    vectors are JSON lists.
     Consecutive lines with the same fields (up to --batch-size) are written in
     one transaction, in input order. A bad line stops the command: what came
     before its run of lines stays written, and the message says how much.

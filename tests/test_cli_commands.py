@@ -206,6 +206,20 @@ def test_put_bad_line_keeps_earlier_batches(store_path):
         assert not s.table("items").contains("p-9")
     notjson = run("put", store_path, "items", input="{oops\n")
     assert notjson.exit_code == 1 and "line 1 is not JSON" in notjson.output
+    # Lines before an unreadable one are written too.
+    r = run("put", store_path, "items", input='{"id": "q-1", "price": 1.0}\n{oops\n')
+    assert r.exit_code == 1 and "line 2 is not JSON" in r.output
+    with vecstore.open(store_path, readonly=True) as s:
+        assert s.table("items").contains("q-1")
+
+
+def test_put_null_keeps_the_stored_value(store_path):
+    assert run("put", store_path, "items", input='{"id": "n-1", "price": 3.0}\n').exit_code == 0
+    r = run("put", store_path, "items", input='{"id": "n-1", "price": null}\n{"id": "n-2", "price": null}\n')
+    assert r.exit_code == 0, r.output
+    with vecstore.open(store_path, readonly=True) as s:
+        rows = s.table("items").get(["n-1", "n-2"], features=["price"])
+        assert rows["price"][0] == 3.0 and rows.found.all() and not rows.present("price")[1]
 
 
 def test_put_keeps_input_order_and_writes_no_part_of_a_bad_run(store_path):
