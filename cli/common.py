@@ -230,10 +230,11 @@ def _value(spec: Any, text: str, feature: str) -> Any:
             raise click.BadParameter(f"{feature} is bool; {text!r} is not true/false", param_hint="--where")
         try:
             if spec.dtype[0] in "iu":
-                v = float(text)  # accepts 1e3 too
-                if not v.is_integer():
-                    raise ValueError(text)
-                return int(v)
+                try:
+                    return int(text)  # exact, however large
+                except ValueError:
+                    v = float(text)  # 1e3, or a bound between integers such as clicks>=1.5
+                    return int(v) if v.is_integer() and abs(v) < 2**63 else v
             return float(text)
         except (ValueError, OverflowError):
             raise click.BadParameter(f"{feature} is a {spec.dtype} scalar; {text!r} is not a number", param_hint="--where") from None

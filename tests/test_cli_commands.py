@@ -392,8 +392,11 @@ def test_parse_where_types_values_by_feature():
     assert w == {"price": ("<=", 2.5), "n": ("!=", 3), "ok": True, "category": ("in", ["a", "b"])}
     assert parse_where(["category=12"], feats) == {"category": "12"}
     assert parse_where(["n>1e3"], feats) == {"n": (">", 1000)}
+    # A bound between integers is fine on an integer feature, as in the library's where=.
+    assert parse_where(["n>=1.5"], feats) == {"n": (">=", 1.5)}
+    assert parse_where(["n<12345678901234567890"], feats) == {"n": ("<", 12345678901234567890)}
     with pytest.raises(Exception, match="not a number"):
-        parse_where(["n>1.5"], feats)
+        parse_where(["n>abc"], feats)
     assert parse_where([], feats) is None
     with pytest.raises(Exception, match="no feature"):
         parse_where(["colour=red"], feats)
