@@ -440,6 +440,17 @@ def test_nulls_are_not_written(tmp_path, store):
     assert not t.get(["new"]).present("n")[0]
 
 
+def test_features_do_not_change_how_an_existing_table_is_read(tmp_path, store):
+    # A schema file names more features than the file has, with other types:
+    # for an existing table only its own features decide how columns parse.
+    t = store.create_table("items", {"price": vecstore.Scalar("f32"), "category": vecstore.Category()})
+    path = tmp_path / "w.jsonl"
+    path.write_text('{"id": "a", "price": 1.5, "category": "7"}\n')
+    res = import_file(store, "items", path, features={"price": vecstore.Scalar("f64"), "ctr": vecstore.Scalar(),
+                                                      "category": vecstore.Scalar("i32")})
+    assert res.rows == 1 and t.get(["a"]).to_pylist() == [{"id": "a", "price": 1.5, "category": "7"}]
+
+
 def test_a_repeated_id_keeps_its_last_values_across_null_patterns(tmp_path, store):
     # Rows with different null cells go into different puts; with a repeated
     # ID those puts must still apply in file order, so the last row wins.

@@ -610,8 +610,10 @@ def import_file(
         raise ImportFileError(f"{p} does not exist")
     fmt = _detect_format(p, format)
     existing = store.table(table) if table in store else None
-    hints: dict[str, Feature] = dict(existing.schema.features) if existing is not None else {}
-    hints.update(features or {})
+    # How to parse text columns: an existing table's own features decide (features=
+    # only shapes a table being created), so a schema file never turns a column
+    # into a type the table does not store, or adds columns the file lacks.
+    hints: dict[str, Feature] = dict(existing.schema.features) if existing is not None else dict(features or {})
     try:
         if fmt == "parquet":
             src = _open_parquet(p, batch_size)
