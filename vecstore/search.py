@@ -127,7 +127,7 @@ def _vector_feature(table: Table, feature: str | None) -> str:
             if not vectors:
                 raise UnknownFeatureError(f"table {table.name!r} has no vector feature to search")
             raise InvalidValueError(
-                f"table {table.name!r} has several vector features ({', '.join(vectors)})", hint="pass feature=..."
+                f"table {table.name!r} has several vector features ({', '.join(vectors)})", hint="pass feature=... (CLI: --feature)"
             )
         return vectors[0]
     if feature not in table.schema.features:

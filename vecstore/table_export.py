@@ -325,10 +325,10 @@ def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
         try:
             os.link(tmp, out)
         except FileExistsError:
-            raise ExportError(f"{out} already exists (created during the export)", hint="pass overwrite=True") from None
+            raise ExportError(f"{out} already exists (created during the export)", hint="pass overwrite=True (CLI: --overwrite)") from None
         except OSError:
             if out.exists():
-                raise ExportError(f"{out} already exists", hint="pass overwrite=True") from None
+                raise ExportError(f"{out} already exists", hint="pass overwrite=True (CLI: --overwrite)") from None
             os.replace(tmp, out)  # a filesystem without hard links
         else:
             tmp.unlink()

@@ -218,7 +218,7 @@ def _check_column_type(name: str, spec: Feature, t: pa.DataType) -> None:
     if not ok:
         raise SchemaError(
             f"column {name!r} has type {t}, which cannot hold feature {name!r} ({spec.to_dict()})",
-            hint="convert the column in the file, or leave it out with columns=",
+            hint="convert the column in the file, or leave it out with columns= (CLI: --columns)",
         )
 
 
@@ -245,7 +245,7 @@ def _detect_format(path: Path, format: str | None) -> str:
     if fmt is None:
         raise ImportFileError(
             f"cannot tell the format of {path} from its suffix {path.suffix!r}",
-            hint=f"pass format= (one of {', '.join(_FORMATS)}); suffixes: {', '.join(_SUFFIXES)}",
+            hint=f"pass format= (CLI: --format), one of {', '.join(_FORMATS)}; suffixes: {', '.join(_SUFFIXES)}",
         )
     return fmt
 
@@ -653,7 +653,7 @@ def import_file(
             raise UnknownFeatureError(
                 f"table {table!r} has no feature(s) {', '.join(map(repr, unknown))} for the file's column(s) "
                 f"(features: {', '.join(existing.schema.features)}); nothing was imported",
-                hint="leave those columns out with columns=, or import into a new table",
+                hint="leave those columns out with columns= (CLI: --columns), or import into a new table",
             )
         specs = {n: existing.schema.features[n] for n in wanted}
     else:

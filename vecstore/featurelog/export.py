@@ -414,7 +414,7 @@ def export(
     lo_f, hi_f = (-math.inf if lo is None else lo), (math.inf if hi is None else hi)
     root = Path(path)
     if root.exists() and (not root.is_dir() or (any(root.iterdir()) and not exist_ok)):
-        raise ExportError(f"{root} exists and is not an empty directory", hint="pick a new path, or pass exist_ok=True to add files")
+        raise ExportError(f"{root} exists and is not an empty directory", hint="pick a new path, or pass exist_ok=True (CLI: --exist-ok) to add files")
     view = log._view()
     order: dict[str, list[str]] = {}
     for tname in view.tables(lo_f, hi_f):
