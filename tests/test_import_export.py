@@ -451,6 +451,16 @@ def test_features_do_not_change_how_an_existing_table_is_read(tmp_path, store):
     assert res.rows == 1 and t.get(["a"]).to_pylist() == [{"id": "a", "price": 1.5, "category": "7"}]
 
 
+def test_a_header_only_file_imports_nothing_into_an_existing_table(tmp_path, store):
+    store.create_table("items", {"price": vecstore.Scalar("f32")})
+    path = tmp_path / "h.csv"
+    path.write_text("id,price\n")
+    assert import_file(store, "items", path).rows == 0
+    with pytest.raises(ImportFileError, match="no data rows"):  # a new table has nothing to infer types from
+        import_file(store, "fresh", path)
+    assert "fresh" not in store
+
+
 def test_a_repeated_id_keeps_its_last_values_across_null_patterns(tmp_path, store):
     # Rows with different null cells go into different puts; with a repeated
     # ID those puts must still apply in file order, so the last row wins.

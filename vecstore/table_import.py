@@ -633,7 +633,9 @@ def import_file(
             f"{p} has no ID column {id_column!r} (columns: {', '.join(names) or 'none'})",
             hint="name the ID column with id_column= (CLI: --id-column)",
         )
-    _check_id_type(src.schema.field(id_column).type, id_column)
+    if not (existing is not None and pa.types.is_null(src.schema.field(id_column).type)):
+        # (A header-only text file into an existing table: no rows, nothing to type.)
+        _check_id_type(src.schema.field(id_column).type, id_column)
     if columns is not None:
         missing = [c for c in columns if c not in names]
         if missing:
