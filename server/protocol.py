@@ -127,7 +127,9 @@ def decode_ndarray(data: bytes) -> np.ndarray:
         if dt.kind == "b" and np.frombuffer(data, dtype=np.uint8, count=count, offset=off).max() > 1:
             raise ValueError("a bool element is neither 0 nor 1")
         return out if out.flags.aligned else out.copy()
-    except (IndexError, ValueError, TypeError, OverflowError, MemoryError, UnicodeDecodeError, struct.error) as e:
+    except (IndexError, struct.error):
+        raise ProtocolError("malformed ndarray extension: the payload is shorter than its header says") from None
+    except (ValueError, TypeError, OverflowError, MemoryError, UnicodeDecodeError) as e:
         raise ProtocolError(f"malformed ndarray extension: {e}"[:300]) from None
 
 
@@ -144,7 +146,7 @@ def _parse_head(data: bytes, n: int, off: int) -> tuple[np.dtype, tuple[int, ...
         raise ValueError(f"{ndim} dimensions")
     shape = tuple(_SHAPE.unpack_from(data, 2 + n + 8 * i)[0] for i in range(ndim))
     if any(data[2 + n + 8 * ndim : off]):
-        raise ValueError("nonzero padding")
+        raise ValueError("nonzero padding: the data must start at a multiple of 8 bytes into the payload, after zero bytes")
     count = 1
     for s in shape:
         count *= s
@@ -203,7 +205,21 @@ def unpackb(body: Any) -> Any:
         raise
     except (ValueError, TypeError, UnicodeDecodeError, msgpack.UnpackException, RecursionError) as e:
         # ExtraData, FormatError, StackError and out-of-data are ValueError subclasses.
-        raise ProtocolError(f"malformed msgpack body: {type(e).__name__}: {e}"[:300]) from None
+        raise ProtocolError(f"malformed msgpack body: {_unpack_problem(e)}"[:300]) from None
+
+
+def _unpack_problem(e: BaseException) -> str:
+    """What msgpack's terse exception means, in words a client author can act on."""
+    text = str(e)
+    if isinstance(e, msgpack.FormatError):
+        return "a byte that starts no msgpack value (0xc1, or a reserved type)"
+    if isinstance(e, msgpack.ExtraData):
+        return "bytes left over after the first value: a frame holds exactly one msgpack value"
+    if "incomplete input" in text or "exceeds max_" in text:
+        return "truncated: the body ends before the values it announces (check the frame length)"
+    if isinstance(e, RecursionError) or isinstance(e, msgpack.StackError):
+        return "nested too deeply"
+    return f"{type(e).__name__}: {text}"
 
 
 def frame(body: bytes) -> bytes:

@@ -437,3 +437,19 @@ def _send_quietly(s: socket.socket, data: bytes) -> None:
         s.sendall(data)
     except OSError:
         pass
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"\xc1", "starts no msgpack value"),
+        (b"\x83\xa2id", "truncated"),
+        (b"\x92\x01", "truncated"),
+        (b"\x01\x02", "exactly one msgpack value"),
+        (msgpack.packb(msgpack.ExtType(1, b"")), "shorter than its header"),
+    ],
+)
+def test_malformed_bodies_are_explained(body, words):
+    # A client author reading the error should learn what is wrong with the frame.
+    with pytest.raises(vecstore.ProtocolError, match=words):
+        unpackb(body)
