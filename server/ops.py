@@ -209,7 +209,8 @@ def _tables(s: Session, a: dict[str, Any]) -> list[str]:
 
 @op("schema", "read", inline=always)
 def _schema(s: Session, a: dict[str, Any]) -> dict[str, Any]:
-    return wire.schema_payload(s.table(a).schema)
+    # (store.table() itself answers a name that is not a string, as it does locally.)
+    return wire.schema_payload(s.store.table(required(a, "table")).schema)
 
 
 @op("store.info", "read")

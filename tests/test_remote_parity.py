@@ -256,6 +256,8 @@ def test_store_surface_and_table_lifecycle(db):
     with pytest.raises(vecstore.TableNotFoundError):
         db.table("a")
     with pytest.raises(vecstore.TableNotFoundError):
+        db.table(5)  # not a name at all: the same error locally and remotely
+    with pytest.raises(vecstore.TableNotFoundError):
         t.get(["k"])
     fresh = db.create_table("a", {"x": vecstore.Scalar()})
     assert len(fresh) == 0 and not fresh.contains("k")
