@@ -251,6 +251,24 @@ def test_export_window_stage_table_and_partitions(shop, tmp_path):
     assert read(tmp_path / "items").num_rows == 9
 
 
+def test_features_named_like_export_columns_get_unique_names(tmp_path):
+    # Hive partition columns (stage, date), fixed columns, and a feature whose
+    # own name is what another's rename would be: the export must stay readable.
+    names = ["score", "user", "stage", "date", "label_x", "ctx_y", "item", "feature_score", "sampled"]
+    with vecstore.open(tmp_path / "w.vs") as store:
+        t = store.create_table("weird", {n: vecstore.Scalar("f32") for n in names})
+        t.put(["a", "b"], {n: [1.0, 2.0] for n in names})
+        store.log.ranking("r", ["a", "b"], [1.0, 2.0], table="weird", context={"y": "cv"}, ts=T0)
+        store.log.label("r", "a", "x", 5.0)
+        tbl = read(store.log.export(tmp_path / "out", table="weird"))
+    cols = tbl.column_names
+    assert len(cols) == len(set(cols))
+    row = {r["item"]: r for r in tbl.to_pylist()}["a"]
+    assert row["score"] == 1.0 and row["feature_score"] == 1.0 and row["feature_feature_score"] == 1.0
+    assert row["stage"] == "ranking" and row["feature_stage"] == 1.0 and row["feature_date"] == 1.0
+    assert row["label_x"] == 5.0 and row["feature_label_x"] == 1.0 and row["ctx_y"] == "cv"
+
+
 def test_export_streams_in_row_groups(shop, tmp_path, rng):
     store, _ = shop
     log = store.log
@@ -392,3 +410,22 @@ def test_every_type_exports_exactly_what_get_returned(tmp_path):
                 else:
                     np.testing.assert_array_equal(np.asarray(got[i], dtype=np.float64), np.asarray(truth[name][i], dtype=np.float64))
         assert tbl.schema.field("u64").type == pa.uint64() and tbl.schema.field("vb1").type == pa.list_(pa.float32(), 9)
+
+
+def test_export_refuses_a_backwards_window_and_an_unknown_table(shop, tmp_path):
+    store, items = shop
+    store.log.ranking("r", ["item-1"], [1.0], table="items", ts=T0)
+    with pytest.raises(vecstore.InvalidValueError, match="starts after it ends"):
+        store.log.export(tmp_path / "a", start=T0 + 10, end=T0)
+    with pytest.raises(vecstore.TableNotFoundError, match="nope"):
+        store.log.export(tmp_path / "b", table="nope")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_shown_as_a_list_of_bools_is_a_mask(shop, tmp_path):
+    store, items = shop
+    store.log.ranking("m", ["item-1", "item-2", "item-3"], [3.0, 2.0, 1.0], table="items", shown=[True, False, True], ts=T0)
+    tbl = read(store.log.export(tmp_path / "out"))
+    assert [r["shown"] for r in rows_of(tbl, request_id="m")] == [True, False, True]
+    with pytest.raises(vecstore.InvalidValueError, match="'zzz'"):
+        store.log.ranking("m2", ["item-1"], [1.0], table="items", shown=["zzz"])

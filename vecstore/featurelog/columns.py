@@ -190,7 +190,7 @@ def encode_scores(scores: Any, n: int, what: str = "scores") -> tuple[str, np.nd
         raise InvalidValueError(f"{what} must be a 1-D array of numbers, got shape {arr.shape}")
     if len(arr) != n:
         raise InvalidValueError(
-            f"{what} has {len(arr)} values but there are {n} IDs", hint="pass one score per ID, in the same order"
+            f"{what} has {len(arr)} values but there are {n} IDs", hint=f"pass one value of {what} per ID, in the same order"
         )
     if arr.dtype.kind not in "fiu" or arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
         raise InvalidValueError(f"{what} must be real numbers, got dtype {arr.dtype}")

@@ -30,8 +30,9 @@ ctx_<key>          by value type               request context
 
 Feature types: f16/f32 scalars float32, f64 float64, integers their own
 type, bool bool, categories string, ID lists list<string>, vectors
-fixed_size_list<float32>[dim].  A feature named like another column is
-written as ``feature_<name>``.
+fixed_size_list<float32>[dim].  A feature named like another column (or
+like the partition columns ``stage`` and ``date``) is written as
+``feature_<name>``, with ``_2``, ``_3``... appended if that is taken too.
 
 The export streams: segments are read frame by frame, rows buffered per
 partition up to ``row_group_rows`` and written as one row group, and labels
@@ -56,7 +57,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..errors import ExportError, InvalidValueError
+from ..errors import ExportError, InvalidValueError, TableNotFoundError
 from .columns import decode_ids_text, decode_scores, id_text, unpack_objects
 from .delta import Call
 from .frames import KIND_OF_STAGE, ScanResult
@@ -129,7 +130,8 @@ class _Plan:
 
     def __init__(self, view: View, lo: float, hi: float, table: str | None, join_labels: bool, order: dict[str, list[str]]) -> None:
         fields = list(FIXED_SCHEMA)
-        taken = {f.name for f in fields}
+        # "stage" and "date" are the Hive partition columns: readers add them to every row.
+        taken = {f.name for f in fields} | {"stage", "date"}
         self.labels = {n: f"label_{n}" for n in sorted(view.label_names())} if join_labels else {}
         fields += [pa.field(c, pa.float64()) for c in self.labels.values()]
         ctx = view.context_types(lo, hi)
@@ -147,7 +149,14 @@ class _Plan:
                     typ = feature_type(spec)
                     have = self.features.get(fname)
                     if have is None:
-                        self.features[fname] = (f"feature_{fname}" if fname in taken else fname, typ)
+                        col = fname
+                        if col in taken:
+                            col = f"feature_{fname}"
+                            n = 2
+                            while col in taken:  # e.g. a feature literally named "feature_score" too
+                                col, n = f"feature_{fname}_{n}", n + 1
+                        taken.add(col)
+                        self.features[fname] = (col, typ)
                     elif have[1] != typ:
                         raise ExportError(
                             f"feature {fname!r} was logged as {have[1]} and as {typ} (different tables or schemas)",
@@ -412,10 +421,17 @@ def export(
         raise InvalidValueError(f"row_group_rows must be a positive integer, got {row_group_rows!r}")
     lo, hi = to_time(start, "start"), to_time(end, "end")
     lo_f, hi_f = (-math.inf if lo is None else lo), (math.inf if hi is None else hi)
+    if lo_f > hi_f:
+        raise InvalidValueError(f"the window starts after it ends ({lo} > {hi})", hint="pass start <= end")
     root = Path(path)
     if root.exists() and (not root.is_dir() or (any(root.iterdir()) and not exist_ok)):
         raise ExportError(f"{root} exists and is not an empty directory", hint="pick a new path, or pass exist_ok=True (CLI: --exist-ok) to add files")
     view = log._view()
+    if table is not None and table not in log._store and table not in view.tables(-math.inf, math.inf):
+        # Neither a table now nor one ever logged: most likely a typo, not "no rows".
+        raise TableNotFoundError(
+            f"no table {table!r} in the store or the log", hint=f"logged tables: {', '.join(sorted(view.tables(-math.inf, math.inf))) or 'none'}"
+        )
     order: dict[str, list[str]] = {}
     for tname in view.tables(lo_f, hi_f):
         if tname in log._store:

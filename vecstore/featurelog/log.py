@@ -500,6 +500,8 @@ class FeatureLog:
 
     @staticmethod
     def _shown_mask(ids: Any, shown: Any, n: int) -> np.ndarray:
+        if isinstance(shown, (list, tuple)) and shown and all(type(x) is bool for x in shown):
+            shown = np.array(shown, dtype=bool)  # a mask as a list: bools are never IDs, so no ambiguity
         if isinstance(shown, np.ndarray) and shown.dtype == bool:
             if shown.shape != (n,):
                 raise InvalidValueError(f"a shown mask needs one bool per ranked ID ({n}), got shape {shown.shape}")
@@ -518,8 +520,10 @@ class FeatureLog:
             wanted = {norm(x) for x in want}
             missing = wanted - set(ranked)
             if missing:
+                one = next(iter(missing))
+                one = next((x for x in want if norm(x) == one), one)  # as the caller spelled it
                 raise InvalidValueError(
-                    f"shown names {len(missing)} IDs that are not among the ranked IDs (one: {next(iter(missing))!r})",
+                    f"shown names {len(missing)} IDs that are not among the ranked IDs (one: {one!r})",
                     hint="shown items must be ranked too, so their features are logged",
                 )
         return np.fromiter((x in wanted for x in ranked), dtype=bool, count=n)
