@@ -62,7 +62,10 @@ def logs_export(path: str, out: str, stage: str | None, start: str | None, end: 
         result = store.log.export(out, stage=stage, start=lo, end=hi, table=table,
                                   join_labels=not no_labels, exist_ok=exist_ok)
     summary = {"path": result.path, "files": result.files, "rows": result.rows, "rows_by_stage": result.rows_by_stage,
-               "calls": result.calls, "labels_joined": result.labels_joined, "seconds": result.seconds}
+               "calls": result.calls, "labels_joined": result.labels_joined, "seconds": result.seconds,
+               "problems": result.problems}
+    for problem in result.problems:  # damage that left records out: never only in the JSON
+        click.echo(f"warning: {problem}", err=True)
     if as_json:
         echo_json(summary)
         return

@@ -176,6 +176,14 @@ def test_torn_and_damaged_frames(store_path, tmp_path):
         problems = store.log.verify()
         assert len(problems) == 1 and "checksum" in problems[0] and "good frames follow" in problems[0]
         assert {r["request_id"] for r in export_table(store, tmp_path / "damaged")} == {"r0"}
+        # ... and the export says what it left out, rather than being silently shorter.
+        result = store.log.export(tmp_path / "damaged2")
+        assert len(result.problems) == 1 and "not in the export" in result.problems[0]
+    with vecstore.open(store_path) as store:  # a torn tail alone is routine: no problem reported
+        seg.write_bytes(data + data[last.offset : last.offset + half])
+        shutil.rmtree(store_path / "logs" / "index")
+    with vecstore.open(store_path) as store:
+        assert store.log.export(tmp_path / "torn2").problems == []
 
 
 def test_processes_log_concurrently_and_see_each_other(store_path, tmp_path):

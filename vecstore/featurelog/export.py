@@ -60,7 +60,7 @@ import pyarrow.parquet as pq
 from ..errors import ExportError, InvalidValueError, TableNotFoundError
 from .columns import decode_ids_text, decode_scores, id_text, unpack_objects
 from .delta import Call
-from .frames import KIND_OF_STAGE, ScanResult
+from .frames import KIND_OF_STAGE, ScanResult, next_good_frame
 from .inputs import to_time
 from .segments import scan_frames
 from .stats import check_stage
@@ -117,6 +117,9 @@ class ExportResult:
     labels_joined: int
     seconds: float
     schema: pa.Schema = field(repr=False)
+    # Damage that cut a segment short (good frames after a bad one): those
+    # records are not in the export; store.log.verify() reports the same.
+    problems: list[str] = field(default_factory=list)
 
     def __fspath__(self) -> str:
         return self.path
@@ -443,6 +446,7 @@ def export(
     parts: OrderedDict[tuple[str, str], _Part] = OrderedDict()
     files: list[str] = []
     by_stage: dict[str, int] = {}
+    problems: list[str] = []
     calls = joined = seq = 0
     days: dict[int, str] = {}
     root.mkdir(parents=True, exist_ok=True)
@@ -457,8 +461,9 @@ def export(
         env = view.index.env if join_labels else None
         ctx = env.read() if env is not None and view.index._db(b"labels") is not None else None
         txn = ctx.__enter__() if ctx is not None else None
+        scanned = ScanResult()
         try:
-            for frame, sctx in scan_frames(seg, 0, ScanResult(), load=want):
+            for frame, sctx in scan_frames(seg, 0, scanned, load=want):
                 if frame.payload is None or frame.kind not in kinds:
                     continue
                 call = Call(frame, sctx)
@@ -488,11 +493,20 @@ def export(
         finally:
             if ctx is not None:
                 ctx.__exit__(None, None, None)
+        if scanned.problem is not None:
+            # A torn tail (a crash mid-write) is routine; good frames after the
+            # damage are not: say so rather than export a silently shorter log.
+            after = next_good_frame(seg, scanned.valid_end + 1)
+            if after is not None:
+                problems.append(
+                    f"{seg.name}: {scanned.problem}; the records from offset {scanned.valid_end} on are not in "
+                    f"the export (good frames resume at {after}); store.log.verify() reports the damage"
+                )
     for part in parts.values():
         done = part.close(row_group_rows)
         if done:
             files.append(done)
     return ExportResult(
         path=str(root), files=sorted(files), rows=sum(by_stage.values()), rows_by_stage=by_stage,
-        calls=calls, labels_joined=joined, seconds=time.perf_counter() - t0, schema=plan.schema,
+        calls=calls, labels_joined=joined, seconds=time.perf_counter() - t0, schema=plan.schema, problems=problems,
     )
