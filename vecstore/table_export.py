@@ -211,7 +211,8 @@ def export_table(
 
     Columns: ``id`` (int64 when every ID is an int, string when they are str
     or UTF-8 bytes, binary when some bytes ID is not UTF-8; a table mixing int
-    and str IDs raises ExportError), then each feature: scalars as their
+    and str/bytes IDs gets a struct of ``int``, ``str`` and ``bytes`` fields,
+    one set per row, which import reads back), then each feature: scalars as their
     ``get`` dtype (f16 as float32), categories as strings, ID lists as lists
     (element type chosen as for ``id``), vectors as fixed-size lists of
     float32, dequantized as ``get`` returns them.  A value the row lacks is
