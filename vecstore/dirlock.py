@@ -190,8 +190,9 @@ class DirLock:
             if mine:
                 who.append("a Store object in this process")
             by = f" ({'; '.join(who)})" if who else ""
+            whom = "this process" if mine and not holders else "another process"
             raise StoreBusyError(
-                f"store at {directory} is open by another process{by}; stop the server (or the service) and retry, "
+                f"store at {directory} is open by {whom}{by}; close it (stop the server or the service) and retry, "
                 "or back up the store and compact the copy",
                 hint="compaction needs the store closed everywhere: `vecstore backup PATH DEST` takes a "
                 "consistent copy while it is in use; `vecstore compact DEST` then compacts the copy",
