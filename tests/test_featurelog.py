@@ -429,3 +429,14 @@ def test_shown_as_a_list_of_bools_is_a_mask(shop, tmp_path):
     assert [r["shown"] for r in rows_of(tbl, request_id="m")] == [True, False, True]
     with pytest.raises(vecstore.InvalidValueError, match="'zzz'"):
         store.log.ranking("m2", ["item-1"], [1.0], table="items", shown=["zzz"])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_scores_are_refused_and_nothing_is_logged(shop, tmp_path, bad):
+    store, items = shop
+    with pytest.raises(vecstore.InvalidValueError, match="finite"):
+        store.log.retrieval("s", ["item-1", "item-2"], [1.0, bad], table="items", ts=T0)
+    with pytest.raises(vecstore.InvalidValueError, match="finite"):
+        store.log.ranking("s", ["item-1", "item-2"], np.array([bad, 1.0], np.float32), table="items", ts=T0)
+    store.log.ranking("ok", ["item-1"], [1.0], table="items", ts=T0)
+    assert {r["request_id"] for r in read(store.log.export(tmp_path / "out")).to_pylist()} == {"ok"}

@@ -194,6 +194,11 @@ def encode_scores(scores: Any, n: int, what: str = "scores") -> tuple[str, np.nd
         )
     if arr.dtype.kind not in "fiu" or arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
         raise InvalidValueError(f"{what} must be real numbers, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f" and len(arr) and not np.isfinite(arr).all():
+        bad = int(np.flatnonzero(~np.isfinite(arr))[0])
+        raise InvalidValueError(
+            f"{what} must be finite; position {bad} holds {arr[bad]}", hint="a NaN or infinite score is a ranker bug: fix it or drop the item"
+        )
     if arr.dtype == np.float32:
         return "f4", np.ascontiguousarray(arr, dtype="<f4")
     return "f8", np.ascontiguousarray(arr, dtype="<f8")
