@@ -440,3 +440,10 @@ def test_non_finite_scores_are_refused_and_nothing_is_logged(shop, tmp_path, bad
         store.log.ranking("s", ["item-1", "item-2"], np.array([bad, 1.0], np.float32), table="items", ts=T0)
     store.log.ranking("ok", ["item-1"], [1.0], table="items", ts=T0)
     assert {r["request_id"] for r in read(store.log.export(tmp_path / "out")).to_pylist()} == {"ok"}
+
+
+@pytest.mark.parametrize("bad", [[-1, 0], [0.5, 1], [0, 2**31]])
+def test_positions_must_be_slots_from_zero(shop, bad):
+    store, items = shop
+    with pytest.raises(vecstore.InvalidValueError, match="positions"):
+        store.log.ranking("p", ["item-1", "item-2"], [2.0, 1.0], table="items", positions=bad)

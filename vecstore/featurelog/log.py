@@ -469,8 +469,8 @@ class FeatureLog:
         bufs: list[Any] = [*idbufs, sc]
         if positions is not None:
             _, pos = encode_scores(positions, n, "positions")
-            if not (np.isfinite(pos).all() and (pos == np.rint(pos)).all() and (np.abs(pos) < 2**31).all()):
-                raise InvalidValueError("positions must be whole numbers in the int32 range")
+            if not ((pos == np.rint(pos)).all() and (pos >= 0).all() and (pos < 2**31).all()):
+                raise InvalidValueError("positions must be whole numbers from 0 up (slots on the page)")
             names.append("pos")
             bufs.append(pos.astype("<i4"))
         if shown is not None:
