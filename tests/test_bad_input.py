@@ -215,3 +215,13 @@ def test_a_valid_scalar_default_fills_missing_rows(tmp_path):
         t.put(["r"], {"x": [1.0]})
         rows = t.get(["r", "missing"])
         assert rows["a"].tolist() == [0.5, 0.5] and rows["b"].tolist() == [True, True] and rows["c"].tolist() == [-3, -3]
+
+
+def test_a_store_with_a_stored_default_refused_today_still_opens(tmp_path):
+    # Stores written before defaults were checked may hold one; they must open.
+    from vecstore.features import feature_from_dict
+
+    spec = feature_from_dict({"kind": "scalar", "dtype": "f32", "default": "x"}, stored=True)
+    assert spec.default == "x" and spec.dtype == "f32"
+    with pytest.raises(vecstore.SchemaError):
+        feature_from_dict({"kind": "scalar", "dtype": "f32", "default": "x"})  # new schemas are still checked

@@ -249,11 +249,23 @@ class Vector:
 Feature = Union[Scalar, Category, IdList, Vector]
 
 
-def feature_from_dict(d: dict[str, Any]) -> Feature:
-    """Rebuild a feature spec from its stored dict (inverse of ``to_dict``)."""
+def feature_from_dict(d: dict[str, Any], *, stored: bool = False) -> Feature:
+    """Rebuild a feature spec from its dict (inverse of ``to_dict``).
+
+    ``stored=True`` for a schema read back from a store: a scalar default
+    that today's checks refuse (stores written before they existed) is kept
+    as it is rather than making the whole store fail to open.
+    """
     kind = d.get("kind")
     if kind == "scalar":
-        return Scalar(d["dtype"], default=d.get("default"))
+        try:
+            return Scalar(d["dtype"], default=d.get("default"))
+        except SchemaError:
+            if not stored or d.get("dtype") not in SCALAR_DTYPES:
+                raise
+            legacy = Scalar(d["dtype"])
+            object.__setattr__(legacy, "default", d.get("default"))
+            return legacy
     if kind == "category":
         return Category()
     if kind == "idlist":

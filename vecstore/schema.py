@@ -144,7 +144,7 @@ class TableSchema:
         return cls(
             name=d["name"],
             table_id=d["table_id"],
-            features={n: feature_from_dict(s) for n, s in d["features"]},
+            features={n: feature_from_dict(s, stored=True) for n, s in d["features"]},
             expected_size=d["expected_size"],
             bloom_fpr=d["bloom_fpr"],
             created=d["created"],
