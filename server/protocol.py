@@ -217,7 +217,7 @@ def _unpack_problem(e: BaseException) -> str:
         return "bytes left over after the first value: a frame holds exactly one msgpack value"
     if "incomplete input" in text or "exceeds max_" in text:
         return "truncated: the body ends before the values it announces (check the frame length)"
-    if isinstance(e, RecursionError) or isinstance(e, msgpack.StackError):
+    if isinstance(e, (RecursionError, msgpack.StackError)):
         return "nested too deeply"
     return f"{type(e).__name__}: {text}"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import sample_columns, snapshot
 
 import vecstore
-from conftest import sample_columns, snapshot
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import time
@@ -476,7 +477,7 @@ def _null_groups(
     cols = [[n for n in names if n not in nulls] for nulls in map(set, cols)]
     if repeats:
         cuts = [0, *(np.flatnonzero(np.diff(inverse)) + 1).tolist(), len(inverse)]
-        return [(np.arange(a, b), cols[inverse[a]]) for a, b in zip(cuts[:-1], cuts[1:])]
+        return [(np.arange(a, b), cols[inverse[a]]) for a, b in itertools.pairwise(cuts)]
     return [(np.flatnonzero(inverse == g), cols[g]) for g in range(len(patterns))]
 
 
