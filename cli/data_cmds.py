@@ -13,7 +13,7 @@ import click
 import numpy as np
 
 import vecstore
-from vecstore.features import Vector
+from vecstore.features import Category, IdList, Vector
 from vecstore.schema_file import load_schema
 
 from .common import (
@@ -40,12 +40,14 @@ def _created_store(path: str) -> bool:
 
 
 def _holds_rows(path: str) -> bool:
-    """Whether the store at ``path`` has a table with at least one row (False if it cannot be read)."""
+    """Whether the store at ``path`` may hold rows; when unsure (it cannot be read), yes: never delete data."""
+    if not (Path(path) / "data.mdb").exists():
+        return False
     try:
         with vecstore.open(path, create=False) as store:
             return any(len(store.table(name)) for name in store.tables())
     except (vecstore.VecstoreError, OSError):
-        return False
+        return True
 
 
 def _remove_new_store(path: str, new: bool) -> None:
@@ -207,7 +209,9 @@ def get(path: str, table: str, ids: tuple[str, ...], features: str | None, int_i
         raise click.ClickException(f"{len(missing)} of {len(found)} ID(s) not stored in {table}: {', '.join(missing[:10])}")
 
 
-def _jsonl_runs(stream: Any, id_field: str, batch_size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+def _jsonl_runs(
+    stream: Any, id_field: str, batch_size: int, clearable: frozenset[str] = frozenset()
+) -> Iterator[tuple[int, list[dict[str, Any]]]]:
     """Consecutive stdin lines with the same fields, at most ``batch_size`` of them, with the first line's number.
 
     Runs keep the input order, so a later line for an ID always wins (grouping
@@ -230,8 +234,10 @@ def _jsonl_runs(stream: Any, id_field: str, batch_size: int) -> Iterator[tuple[i
             if run:  # the lines before this one are written first, as --help promises
                 yield first, run
             raise click.ClickException(problem)
-        # null is "no value": the feature keeps what is stored, as in `vecstore import`.
-        obj = {k: v for k, v in obj.items() if v is not None or k == id_field}
+        # null on a scalar or vector: no value, the stored one stays (as in
+        # `vecstore import`); on a category or ID list it clears the value, as
+        # None does in Table.put (the only way to clear one from here).
+        obj = {k: v for k, v in obj.items() if v is not None or k == id_field or k in clearable}
         if run and (len(run) >= batch_size or obj.keys() != run[0].keys()):
             yield first, run
             run = []
@@ -270,8 +276,9 @@ def _columns(table: vecstore.Table, group: list[dict[str, Any]], id_field: str) 
 def put(path: str, table: str, id_field: str, schema_path: str | None, batch_size: int, as_json: bool) -> None:
     """Insert or update rows read as JSON lines from stdin: {"id": ..., "feature": value, ...}.
 
-    Fields left out, or null, keep their stored values (as in import);
-    vectors are JSON lists.
+    Fields left out keep their stored values; null keeps a scalar or vector
+    as stored (as in import) and clears a category or ID list. Vectors are
+    JSON lists.
     Consecutive lines with the same fields (up to --batch-size) are written in
     one transaction, in input order. A bad line stops the command: what came
     before its run of lines stays written, and the message says how much.
@@ -295,7 +302,17 @@ def put(path: str, table: str, id_field: str, schema_path: str | None, batch_siz
                 spec.table(table).create(store)  # type: ignore[union-attr]
                 created_table = True
             t = store.table(table)
-            for first, run in _jsonl_runs(sys.stdin, id_field, batch_size):
+            clearable = frozenset(n for n, f in t.features.items() if isinstance(f, (Category, IdList)))
+            runs = _jsonl_runs(sys.stdin, id_field, batch_size, clearable)
+            while True:
+                try:
+                    first, run = next(runs)
+                except StopIteration:
+                    break
+                except click.ClickException as e:  # an unreadable line: say what was written before it
+                    raise click.ClickException(
+                        f"{e.format_message()}; {written:,} row(s) from earlier lines were written"
+                    ) from None
                 try:
                     written += t.put([r[id_field] for r in run], _columns(t, run, id_field))
                 except (vecstore.VecstoreError, click.ClickException) as e:

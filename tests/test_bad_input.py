@@ -199,7 +199,8 @@ def test_delete_with_colliding_ids_in_one_batch(tmp_path):
 
 @pytest.mark.parametrize(
     ("dtype", "default"),
-    [("f32", "x"), ("f32", [1]), ("bool", 5), ("bool", "yes"), ("f16", 1e9), ("i8", 1.5), ("i8", True), ("u8", 256)],
+    [("f32", "x"), ("f32", [1]), ("bool", 5), ("bool", "yes"), ("f16", 1e9), ("i8", 1.5), ("i8", True), ("u8", 256),
+     ("i64", 10**400), ("f32", 10**400)],
 )
 def test_a_scalar_default_the_dtype_cannot_hold_is_refused(dtype, default):
     # get() fills missing rows with the default; one the dtype cannot hold
@@ -225,3 +226,12 @@ def test_a_store_with_a_stored_default_refused_today_still_opens(tmp_path):
     assert spec.default == "x" and spec.dtype == "f32"
     with pytest.raises(vecstore.SchemaError):
         feature_from_dict({"kind": "scalar", "dtype": "f32", "default": "x"})  # new schemas are still checked
+
+
+def test_a_numpy_scalar_default_is_stored_as_a_python_number(tmp_path):
+    with vecstore.open(tmp_path / "n.vs") as s:
+        t = s.create_table("t", {"a": vecstore.Scalar("f32", default=np.float32(1.5)),
+                                 "b": vecstore.Scalar("bool", default=np.True_)})
+        assert t.get(["missing"])["a"][0] == 1.5
+    with vecstore.open(tmp_path / "n.vs") as s:
+        assert s.table("t").features["b"].default is True

@@ -206,11 +206,18 @@ def test_put_bad_line_keeps_earlier_batches(store_path):
         assert not s.table("items").contains("p-9")
     notjson = run("put", store_path, "items", input="{oops\n")
     assert notjson.exit_code == 1 and "line 1 is not JSON" in notjson.output
-    # Lines before an unreadable one are written too.
+    # Lines before an unreadable one are written too, and the message says so.
     r = run("put", store_path, "items", input='{"id": "q-1", "price": 1.0}\n{oops\n')
-    assert r.exit_code == 1 and "line 2 is not JSON" in r.output
+    assert r.exit_code == 1 and "line 2 is not JSON" in r.output and "1 row(s) from earlier lines were written" in r.output
     with vecstore.open(store_path, readonly=True) as s:
         assert s.table("items").contains("q-1")
+
+
+def test_put_null_clears_a_category(store_path):
+    assert run("put", store_path, "items", input='{"id": "c-1", "category": "books"}\n').exit_code == 0
+    assert run("put", store_path, "items", input='{"id": "c-1", "category": null}\n').exit_code == 0
+    with vecstore.open(store_path, readonly=True) as s:
+        assert s.table("items").get(["c-1"], features=["category"])["category"][0] is None
 
 
 def test_put_null_keeps_the_stored_value(store_path):

@@ -339,3 +339,9 @@ def test_a_text_ids_file_of_integers_gives_int_ids(tmp_path):
     with vecstore.open(path, readonly=True) as s:
         assert s.table("t").contains([1, 2, -5]).all() and not s.table("t").contains(["1"]).any()
         assert s.table("u").contains(["a", "007", "b"]).all()
+    # Into a table that holds str IDs, digits name its rows: they stay str.
+    with vecstore.open(path) as s:
+        s.create_table("strs", {"v": vecstore.Vector(3)}).put(["1", "2", "-5"], {"v": np.eye(3, dtype=np.float32)})
+    assert run("import", path, "strs", tmp_path / "v.npy", "--vector-feature", "v", "--ids", tmp_path / "ids.txt").exit_code == 0
+    with vecstore.open(path, readonly=True) as s:
+        assert len(s.table("strs")) == 3 and not s.table("strs").contains([1]).any()

@@ -447,3 +447,13 @@ def test_positions_must_be_slots_from_zero(shop, bad):
     store, items = shop
     with pytest.raises(vecstore.InvalidValueError, match="positions"):
         store.log.ranking("p", ["item-1", "item-2"], [2.0, 1.0], table="items", positions=bad)
+
+
+def test_shown_as_a_list_of_numpy_bools_is_a_mask_and_a_bad_table_name_is_refused(shop, tmp_path):
+    store, items = shop
+    store.log.ranking("nb", ["item-1", "item-2"], [2.0, 1.0], table="items", shown=[np.True_, np.False_], ts=T0)
+    assert [r["shown"] for r in rows_of(read(store.log.export(tmp_path / "o")), request_id="nb")] == [True, False]
+    with pytest.raises(vecstore.InvalidValueError, match="table name"):
+        store.log.export(tmp_path / "o2", table=["items"])
+    with pytest.raises(vecstore.TableNotFoundError):
+        store.table(["items"])

@@ -111,6 +111,9 @@ class Scalar:
             raise SchemaError(
                 f"unknown scalar dtype {self.dtype!r}", hint=f"use one of {', '.join(SCALAR_DTYPES)}"
             )
+        if isinstance(self.default, np.generic):
+            # A numpy scalar works as a default but not in the stored (msgpack) schema.
+            object.__setattr__(self, "default", self.default.item())
         if self.default is not None:
             self._check_default(self.default)
 
@@ -118,7 +121,7 @@ class Scalar:
         # get() fills missing rows with the default: one that the dtype cannot
         # hold would make every read of such a row fail, so refuse it here.
         bad = SchemaError(
-            f"default {d!r} does not fit scalar dtype {self.dtype}",
+            f"default {d!r:.60} does not fit scalar dtype {self.dtype}",
             hint="True or False for bool, a number in the dtype's range otherwise",
         )
         if self.dtype == "bool":
@@ -129,9 +132,16 @@ class Scalar:
             raise bad
         if self.dtype[0] in "iu":
             info = np.iinfo(np.dtype(SCALAR_DTYPES[self.dtype]))
-            if not (math.isfinite(d) and float(d).is_integer() and info.min <= d <= info.max):
+            if isinstance(d, float) and not (math.isfinite(d) and d.is_integer()):
                 raise bad
-        elif math.isfinite(d) and abs(d) > float(np.finfo(np.dtype(SCALAR_DTYPES[self.dtype])).max):
+            if not info.min <= d <= info.max:
+                raise bad
+            return
+        try:
+            finite = math.isfinite(d)
+        except OverflowError:  # an int too big for a float
+            raise bad from None
+        if finite and abs(d) > float(np.finfo(np.dtype(SCALAR_DTYPES[self.dtype])).max):
             raise bad
 
     @property

@@ -291,7 +291,7 @@ class Store:
     def table(self, name: str) -> Table:
         """The named table; TableNotFoundError if there is none."""
         self._refresh()  # notices a drop or re-create by another process
-        t = self._tables.get(name)
+        t = self._tables.get(name) if isinstance(name, str) else None
         if t is None:
             known = ", ".join(sorted(self._tables)) or "none"
             raise TableNotFoundError(

@@ -76,7 +76,8 @@ def schema_from_metadata(metadata: Mapping[bytes, bytes] | None) -> dict[str, An
         return None
     try:
         doc = json.loads(raw)
-        feats = {n: feature_from_dict(d) for n, d in doc["features"].items()}
+        # stored=True: a file exported from an older store keeps that store's defaults.
+        feats = {n: feature_from_dict(d, stored=True) for n, d in doc["features"].items()}
     except (ValueError, KeyError, TypeError, SchemaError) as e:
         raise ImportFileError(f"the file's vecstore schema metadata is damaged: {e}") from None
     return {"features": feats, "expected_size": doc.get("expected_size"), "bloom_fpr": doc.get("bloom_fpr")}

@@ -319,22 +319,28 @@ def _open_jsonl(path: Path, types: dict[str, pa.DataType]) -> _Source:
     return _Source(reader.schema, None, None, iter(reader))
 
 
+def _first_id_is_int(table: Table) -> bool:
+    """Whether the table's first stored ID (in key order) is an int; True for an empty table."""
+    first = next(table.ids(batch_size=1), [])
+    return not first or isinstance(first[0], int)
+
+
 _INT_LINE = re.compile(r"-?(0|[1-9][0-9]{0,18})")
 
 
-def _text_ids(path: Path, lines: list[str]) -> np.ndarray:
-    """IDs from a text file, one per line: ints when every line is an integer (as a CSV column of digits), else str."""
+def _text_ids(path: Path, lines: list[str], ints: bool) -> np.ndarray:
+    """IDs from a text file, one per line: ints when ``ints`` allows it and every line is an integer, else str."""
     for i, line in enumerate(lines):
         if not line:
             raise ImportFileError(f"the IDs file {path} has an empty line {i + 1}", hint="every vector needs an ID")
-    if lines and all(_INT_LINE.fullmatch(x) for x in lines):
+    if ints and lines and all(_INT_LINE.fullmatch(x) for x in lines):
         values = [int(x) for x in lines]
         if all(-(1 << 63) <= v < (1 << 63) for v in values):
             return np.array(values, dtype=np.int64)
     return np.array([*lines, None], dtype=object)[:-1]
 
 
-def _npy_ids(ids: Any, n: int) -> Callable[[int, int], pa.Array]:
+def _npy_ids(ids: Any, n: int, int_text: bool = True) -> Callable[[int, int], pa.Array]:
     """A slicer ``(start, stop) -> Arrow array`` of IDs for an ``.npy`` import."""
     if ids is None:
         return lambda a, b: pa.array(np.arange(a, b, dtype=np.int64))
@@ -347,7 +353,7 @@ def _npy_ids(ids: Any, n: int) -> Callable[[int, int], pa.Array]:
                 lines = p.read_text(encoding="utf-8").splitlines()
             except (OSError, UnicodeDecodeError) as e:
                 raise ImportFileError(f"cannot read the IDs file {p}: {e}") from None
-            arr = _text_ids(p, lines)
+            arr = _text_ids(p, lines, int_text)
     elif isinstance(ids, np.ndarray) and ids.dtype.kind != "O":
         arr = ids
     else:
@@ -373,7 +379,9 @@ def _load_npy(path: Path) -> np.ndarray:
         raise ImportFileError(f"cannot read {path} as a .npy array: {e}") from None
 
 
-def _open_npy(path: Path, *, id_column: str, vector_feature: str | None, ids: Any, batch_size: int) -> _Source:
+def _open_npy(
+    path: Path, *, id_column: str, vector_feature: str | None, ids: Any, batch_size: int, int_text: bool = True
+) -> _Source:
     if not vector_feature:
         raise ImportFileError(
             f"{path} is a .npy array: name the vector feature it holds with vector_feature=",
@@ -383,7 +391,7 @@ def _open_npy(path: Path, *, id_column: str, vector_feature: str | None, ids: An
     if arr.ndim != 2 or arr.dtype.kind != "f":
         raise ImportFileError(f"{path} holds a {arr.ndim}-D {arr.dtype} array; a .npy import needs a 2-D float array")
     n, d = arr.shape
-    id_slice = _npy_ids(ids, n)
+    id_slice = _npy_ids(ids, n, int_text)
     first_ids = id_slice(0, min(n, 1))
     schema = pa.schema([(id_column, first_ids.type if n else pa.int64()), (vector_feature, pa.list_(pa.float32(), d))])
 
@@ -623,7 +631,12 @@ def import_file(
         elif fmt == "jsonl":
             src = _open_jsonl(p, _spec_types(hints))
         else:
-            src = _open_npy(p, id_column=id_column, vector_feature=vector_feature, ids=ids, batch_size=batch_size)
+            # A text IDs file of digits gives int IDs, as a CSV column would,
+            # except into a table that already holds str IDs: those digits
+            # name its existing rows, and ints would be new entities.
+            int_text = existing is None or _first_id_is_int(existing)
+            src = _open_npy(p, id_column=id_column, vector_feature=vector_feature, ids=ids, batch_size=batch_size,
+                            int_text=int_text)
     except (pa.ArrowException, OSError) as e:
         hint = "JSON Lines holds one JSON object per line, not a JSON array" if fmt == "jsonl" else None
         raise ImportFileError(f"cannot read {p} as {fmt}: {_first_line(e)}", hint=hint) from None

@@ -197,7 +197,7 @@ def encode_scores(scores: Any, n: int, what: str = "scores") -> tuple[str, np.nd
     if arr.dtype.kind == "f" and len(arr) and not np.isfinite(arr).all():
         bad = int(np.flatnonzero(~np.isfinite(arr))[0])
         raise InvalidValueError(
-            f"{what} must be finite; position {bad} holds {arr[bad]}", hint="a NaN or infinite score is a ranker bug: fix it or drop the item"
+            f"{what} must be finite; position {bad} holds {arr[bad]}", hint="a NaN or infinite value is a bug upstream: fix it or drop the item"
         )
     if arr.dtype == np.float32:
         return "f4", np.ascontiguousarray(arr, dtype="<f4")

@@ -430,6 +430,8 @@ def export(
     if root.exists() and (not root.is_dir() or (any(root.iterdir()) and not exist_ok)):
         raise ExportError(f"{root} exists and is not an empty directory", hint="pick a new path, or pass exist_ok=True (CLI: --exist-ok) to add files")
     view = log._view()
+    if table is not None and not isinstance(table, str):
+        raise InvalidValueError(f"table must be a table name, got {table!r}")
     if table is not None and table not in log._store and table not in view.tables(-math.inf, math.inf):
         # Neither a table now nor one ever logged: most likely a typo, not "no rows".
         raise TableNotFoundError(

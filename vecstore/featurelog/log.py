@@ -500,7 +500,7 @@ class FeatureLog:
 
     @staticmethod
     def _shown_mask(ids: Any, shown: Any, n: int) -> np.ndarray:
-        if isinstance(shown, (list, tuple)) and shown and all(type(x) is bool for x in shown):
+        if isinstance(shown, (list, tuple)) and shown and all(isinstance(x, (bool, np.bool_)) for x in shown):
             shown = np.array(shown, dtype=bool)  # a mask as a list: bools are never IDs, so no ambiguity
         if isinstance(shown, np.ndarray) and shown.dtype == bool:
             if shown.shape != (n,):
