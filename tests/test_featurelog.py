@@ -267,6 +267,10 @@ def test_features_named_like_export_columns_get_unique_names(tmp_path):
     assert row["score"] == 1.0 and row["feature_score"] == 1.0 and row["feature_feature_score"] == 1.0
     assert row["stage"] == "ranking" and row["feature_stage"] == 1.0 and row["feature_date"] == 1.0
     assert row["label_x"] == 5.0 and row["feature_label_x"] == 1.0 and row["ctx_y"] == "cv"
+    # The same columns in an export without labels: a feature's column depends on its name alone.
+    with vecstore.open(tmp_path / "w.vs") as store:
+        plain = read(store.log.export(tmp_path / "out2", table="weird", join_labels=False))
+    assert "feature_label_x" in plain.column_names and "label_x" not in plain.column_names
 
 
 def test_export_streams_in_row_groups(shop, tmp_path, rng):

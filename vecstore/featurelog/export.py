@@ -30,9 +30,9 @@ ctx_<key>          by value type               request context
 
 Feature types: f16/f32 scalars float32, f64 float64, integers their own
 type, bool bool, categories string, ID lists list<string>, vectors
-fixed_size_list<float32>[dim].  A feature named like another column (or
-like the partition columns ``stage`` and ``date``) is written as
-``feature_<name>``, with ``_2``, ``_3``... appended if that is taken too.
+fixed_size_list<float32>[dim].  A feature named like a fixed or partition
+column (``stage``, ``date``), or starting with ``label_``, ``ctx_`` or
+``feature_``, is written as ``feature_<name>``: the same in every export.
 
 The export streams: segments are read frame by frame, rows buffered per
 partition up to ``row_group_rows`` and written as one row group, and labels
@@ -128,18 +128,31 @@ class ExportResult:
         return self.path
 
 
+_RESERVED = frozenset(f.name for f in FIXED_SCHEMA) | {"stage", "date"}  # + the Hive partition columns
+
+
+def _feature_column_name(name: str) -> str:
+    """A feature's export column: its name, or ``feature_<name>`` when that could clash.
+
+    The rule depends on the name alone (not on what else the window holds), so
+    a feature has the same column in every export: a name that is a fixed or
+    partition column, or starts with ``label_``, ``ctx_`` or ``feature_`` (so
+    no renamed column can meet an unrenamed one), gets the prefix.
+    """
+    if name in _RESERVED or name.startswith(("label_", "ctx_", "feature_")):
+        return f"feature_{name}"
+    return name
+
+
 class _Plan:
     """The export's one schema: fixed columns, labels, features, context."""
 
     def __init__(self, view: View, lo: float, hi: float, table: str | None, join_labels: bool, order: dict[str, list[str]]) -> None:
         fields = list(FIXED_SCHEMA)
-        # "stage" and "date" are the Hive partition columns: readers add them to every row.
-        taken = {f.name for f in fields} | {"stage", "date"}
         self.labels = {n: f"label_{n}" for n in sorted(view.label_names())} if join_labels else {}
         fields += [pa.field(c, pa.float64()) for c in self.labels.values()]
         ctx = view.context_types(lo, hi)
         self.ctx = {k: (f"ctx_{k}", _CTX_TYPES[ctx[k]]) for k in sorted(ctx)}
-        taken |= set(self.labels.values()) | {c for c, _ in self.ctx.values()}
         self.features: dict[str, tuple[str, pa.DataType]] = {}
         for tname, feats in sorted(view.tables(lo, hi).items()):
             if table is not None and tname != table:
@@ -152,14 +165,7 @@ class _Plan:
                     typ = feature_type(spec)
                     have = self.features.get(fname)
                     if have is None:
-                        col = fname
-                        if col in taken:
-                            col = f"feature_{fname}"
-                            n = 2
-                            while col in taken:  # e.g. a feature literally named "feature_score" too
-                                col, n = f"feature_{fname}_{n}", n + 1
-                        taken.add(col)
-                        self.features[fname] = (col, typ)
+                        self.features[fname] = (_feature_column_name(fname), typ)
                     elif have[1] != typ:
                         raise ExportError(
                             f"feature {fname!r} was logged as {have[1]} and as {typ} (different tables or schemas)",
