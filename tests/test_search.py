@@ -351,3 +351,51 @@ def test_id_cache_warmed_at_load_follows_deletes_and_key_reuse(tmp_path):
         t.delete([names[5]])
         t.put([other], {"v": vecs[5:6]})
         assert t.search(vecs[5], k=1).ids == [other]
+
+
+def test_an_i8_index_is_only_for_cosine(store):
+    # usearch's int8 index normalizes vectors: under ip/l2 it would rank by direction alone.
+    for metric in ("ip", "l2"):
+        with pytest.raises(vecstore.SchemaError, match="i8 HNSW index normalizes"):
+            store.create_table(f"x{metric}", {"v": vecstore.Vector(8, metric=metric, index=vecstore.HNSW(dtype="i8"))})
+        t = store.create_table(f"d{metric}", {"v": vecstore.Vector(8, dtype="i8", metric=metric)})
+        assert t.features["v"].index.dtype == "f16"  # i8 storage gets an f16 index under ip/l2
+    assert store.create_table("c", {"v": vecstore.Vector(8, dtype="i8")}).features["v"].index.dtype is None
+    # exist_ok accepts the same features as given again
+    assert store.create_table("dl2", {"v": vecstore.Vector(8, dtype="i8", metric="l2")}, exist_ok=True).name == "dl2"
+
+
+def test_ip_on_unnormalized_vectors_with_an_i8_stored_feature_finds_the_true_neighbours(store):
+    rng = np.random.default_rng(1)
+    X = (rng.standard_normal((2000, 32)) * np.exp(rng.standard_normal((2000, 1)))).astype(np.float32)
+    Q = rng.standard_normal((20, 32)).astype(np.float32)
+    t = store.create_table("ipt", {"v": vecstore.Vector(32, dtype="i8", metric="ip")})
+    t.put(list(range(2000)), {"v": X})
+    truth, hits = t.search(Q, k=10, exact=True), t.search(Q, k=10, ef=256)
+    assert recall(hits, truth) >= 0.9
+
+
+def test_where_on_an_f16_scalar_matches_the_value_as_written(store):
+    t = store.create_table("h", {"v": vecstore.Vector(4), "ctr": vecstore.Scalar("f16")})
+    t.put(["a", "b"], {"v": np.eye(4, dtype=np.float32)[:2], "ctr": [0.3, 0.5]})
+    q = np.ones(4, np.float32)
+    assert t.search(q, k=5, where={"ctr": 0.3}).ids == ["a"]
+    assert t.search(q, k=5, where={"ctr": {0.3}}).ids == ["a"]
+    assert sorted(t.search(q, k=5, where={"ctr": ("<=", 0.3)}).ids) == ["a"]
+    assert t.search(q, k=5, where={"ctr": ("<", 0.3)}).ids == []
+    assert sorted(t.search(q, k=5, where={"ctr": ("<", 1e9)}).ids) == ["a", "b"]
+
+
+def test_among_accepts_a_set_and_search_by_id_names_a_zero_row(store):
+    t = store.create_table("s", {"v": vecstore.Vector(4)})
+    t.put(["a", "b", "z"], {"v": np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]], np.float32)})
+    assert t.search(np.ones(4, np.float32), k=5, among={"a", "b"}).ids in (["a", "b"], ["b", "a"])
+    with pytest.raises(vecstore.InvalidValueError, match="row 'z'.*zero vector"):
+        t.search_by_id("z", k=1)
+
+
+def test_to_arrow_reports_mixed_id_kinds_as_text(store):
+    t = store.create_table("m", {"v": vecstore.Vector(4)})
+    t.put(["a", b"b", 7], {"v": np.eye(4, dtype=np.float32)[:3]})
+    col = t.search(np.ones(4, np.float32), k=3).to_arrow().column("id")
+    assert col.type == "string" and sorted(col.to_pylist()) == ["7", "a", "b"]

@@ -58,6 +58,11 @@ def _check_scalar_value(name: str, spec: Scalar, v: Any) -> Any:
     if isinstance(v, (float, np.floating)):
         if math.isnan(v):
             raise InvalidValueError(f"where[{name!r}]: NaN never compares equal; filter on a number")
+        if spec.dtype == "f16":
+            # Compare with the constant as this column would store it: 0.3 is
+            # stored as 0.30004883, which == 0.3 must match (and <= 0.3 too).
+            with np.errstate(over="ignore"):
+                return float(np.float16(v))
         return float(v)
     raise InvalidValueError(f"where[{name!r}]: expected a number for scalar feature {name!r}, got {type(v).__name__}")
 

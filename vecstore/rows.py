@@ -41,11 +41,26 @@ from .errors import UnknownFeatureError
 from .features import Category, IdList, Scalar, Vector
 from .schema import PRESENT, TableSchema
 
-__all__ = ["Rows"]
+__all__ = ["Rows", "arrow_ids"]
 
 # Cache key of the per-feature "every row has it" flags (names starting with
 # "__" are not valid feature names, so this cannot clash with one).
 _FULL = "__full__"
+
+
+def arrow_ids(ids: Any) -> pa.Array:
+    """An Arrow column of original IDs: int64, string or binary, or all as text when kinds mix.
+
+    (pyarrow itself would turn ``["a", b"b"]`` into a binary column, showing
+    the str IDs as bytes; a batch of several kinds is reported as strings.)
+    """
+    if isinstance(ids, np.ndarray):
+        return pa.array(ids)
+    ids = list(ids)
+    kinds = {bytes if isinstance(i, bytes) else str if isinstance(i, str) else int for i in ids}
+    if len(kinds) > 1:
+        return pa.array([i.decode("utf-8", "replace") if isinstance(i, bytes) else str(i) for i in ids], type=pa.string())
+    return pa.array(ids)
 
 
 class Rows:
@@ -171,14 +186,7 @@ class Rows:
         return {n: self[n] for n in self.features}
 
     def _arrow_ids(self) -> pa.Array:
-        ids = self.ids
-        if isinstance(ids, np.ndarray):
-            return pa.array(ids)
-        try:
-            return pa.array(list(ids))
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            # A mixed batch (str and int IDs): report them all as strings.
-            return pa.array([i.decode("utf-8", "replace") if isinstance(i, bytes) else str(i) for i in ids])
+        return arrow_ids(self.ids)
 
     def to_arrow(self) -> pa.Table:
         """A pyarrow Table: an ``id`` column, then one column per feature read.

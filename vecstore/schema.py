@@ -13,6 +13,8 @@ docs/format.md describes the layout byte by byte.
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 import time
 from dataclasses import dataclass, field
@@ -34,20 +36,36 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
 RESERVED_FEATURES = frozenset({"id"})
 
 
-def check_new_table(name: Any, features: Any) -> None:
-    """Checks for a table about to be created: its name, and feature names that are not reserved.
+def check_new_table(name: Any, features: Any) -> Any:
+    """Checks for a table about to be created; returns its features, index dtypes resolved.
 
-    (Stored schemas are not re-checked on open, so stores made before a name
-    became reserved still open.)
+    Checks its name and that feature names are not reserved.  An int8 HNSW
+    index suits only ``cos``: usearch scales every vector to unit length when
+    it quantizes, so under ``ip`` and ``l2`` the graph would rank by direction
+    alone and reranking cannot find what it misses.  So an explicit
+    ``HNSW(dtype="i8")`` under those metrics is refused, and an ``i8``-stored
+    vector under them gets an ``f16`` index by default.  (Stored schemas are
+    not re-checked on open, so older stores still open.)
     """
     check_name(name, "table")
-    if isinstance(features, dict):
-        for fname in features:
-            if fname in RESERVED_FEATURES:
+    if not isinstance(features, dict):
+        return features
+    out = dict(features)
+    for fname, spec in features.items():
+        if fname in RESERVED_FEATURES:
+            raise SchemaError(
+                f"feature name {fname!r} is reserved: it is the entity ID's column in to_arrow() and exports",
+                hint=f"rename the feature, e.g. '{name}_{fname}' or 'external_{fname}'",
+            )
+        if isinstance(spec, Vector) and spec.index is not None and spec.metric in ("ip", "l2"):
+            if spec.index.dtype == "i8":
                 raise SchemaError(
-                    f"feature name {fname!r} is reserved: it is the entity ID's column in to_arrow() and exports",
-                    hint=f"rename the feature, e.g. '{name}_{fname}' or 'external_{fname}'",
+                    f"feature {fname!r}: an i8 HNSW index normalizes vectors, so it cannot serve metric {spec.metric!r}",
+                    hint="use HNSW(dtype='f16') (or 'f32'); i8 indexes suit metric 'cos'",
                 )
+            if spec.index.dtype is None and spec.dtype == "i8":
+                out[fname] = dataclasses.replace(spec, index=dataclasses.replace(spec.index, dtype="f16"))
+    return out
 
 
 def check_name(name: Any, what: str) -> str:

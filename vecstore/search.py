@@ -40,6 +40,7 @@ from .features import Vector
 from .filters import compile_where
 from .hashing import decode_id
 from .records import key_bytes
+from .rows import arrow_ids
 from .vector_index import vectors_of
 
 if TYPE_CHECKING:
@@ -92,13 +93,9 @@ class SearchResult:
             ids.extend(i)
             keys.append(np.asarray(k, dtype=np.uint64))
             dist.append(np.asarray(d, dtype=np.float32))
-        try:
-            id_col = pa.array(ids)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            id_col = pa.array([x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in ids])
         cols = {
             "rank": pa.array(rank, type=pa.int32()),
-            "id": id_col,
+            "id": arrow_ids(ids),
             "key": pa.array(np.concatenate(keys) if keys else np.empty(0, np.uint64)),
             "distance": pa.array(np.concatenate(dist) if dist else np.empty(0, np.float32)),
         }
@@ -405,6 +402,8 @@ def search(
     clauses = compile_where(where, table)
     among_keys = None
     if among is not None:
+        if isinstance(among, (set, frozenset)):
+            among = list(among)  # an allow-list as a set is natural; order does not matter here
         among_keys = np.unique(table._ids(among).keys)
     vi = table._index(name) if spec.index is not None else None
     if rerank is None:
@@ -528,5 +527,12 @@ def search_by_id(table: Table, id: Any, k: int = 10, *, feature: str | None = No
         raise IdNotFoundError(f"table {table.name!r} has no row with ID {id!r}")
     if not rows.present(name)[0]:
         raise InvalidValueError(f"row {id!r} of table {table.name!r} has no {name!r} vector to search with")
-    return search(table, rows[name][0], k, feature=name, exclude=int(batch.keys[0]), **kwargs)
+    vec = rows[name][0]
+    spec = table.schema.features[name]
+    if isinstance(spec, Vector) and spec.metric == "cos" and not np.any(vec):
+        raise InvalidValueError(
+            f"row {id!r} of table {table.name!r} has the zero vector, which has no direction for cosine search",
+            hint="store a non-zero vector for it, or search with another row or vector",
+        )
+    return search(table, vec, k, feature=name, exclude=int(batch.keys[0]), **kwargs)
 

@@ -246,14 +246,16 @@ class Store:
                 "embedding": vecstore.Vector(64, dtype="i8", metric="cos"),
             }, expected_size=100_000)
         """
-        check_new_table(name, features)
+        as_given = dict(features) if isinstance(features, dict) else features
+        features = check_new_table(name, features)
         draft = TableSchema(name, 0, dict(features), expected_size, bloom_fpr)
         self._refresh()
         existing = self._tables.get(name)
         if existing is not None:
-            if exist_ok and [(n, s.to_dict()) for n, s in existing.schema.features.items()] == [
-                (n, s.to_dict()) for n, s in draft.features.items()
-            ]:
+            stored = [(n, s.to_dict()) for n, s in existing.schema.features.items()]
+            # As resolved now, or as given (a table created before index dtypes were resolved at creation).
+            if exist_ok and stored in ([(n, s.to_dict()) for n, s in draft.features.items()],
+                                       [(n, s.to_dict()) for n, s in as_given.items()]):
                 return existing
             if exist_ok:
                 have = {n: s.to_dict() for n, s in existing.schema.features.items()}
