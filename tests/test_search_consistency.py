@@ -337,3 +337,17 @@ def test_a_damaged_stored_id_does_not_break_index_load_or_verify(tmp_path):
         t = s.table("t")
         assert any("does not decode" in p for p in t.verify())
         assert t.search(vecs[5], k=1).ids == ["id-5"]
+
+
+def test_verify_sees_an_index_vector_of_the_wrong_length_under_l2(tmp_path):
+    # Same direction, five times as long: under l2 (and ip) that is a different vector.
+    with vecstore.open(tmp_path / "len.vs") as s:
+        t = s.create_table("t", {"v": vecstore.Vector(4, metric="l2")})
+        t.put([1, 2], {"v": np.array([[1, 0, 0, 0], [0, 1, 0, 0]], np.float32)})
+        t.search(np.ones(4, np.float32), k=1)
+        assert t.verify() == []
+        vi = t._index("v")
+        key = int(t._ids([1]).keys[0])
+        vi.index.remove(key)
+        vi.index.add(key, np.array([5, 0, 0, 0], np.float32))
+        assert any("different vector" in p for p in t.verify())
