@@ -308,12 +308,9 @@ class _Connection(asyncio.Protocol):
         if o is None:
             if name == "auth":
                 # Authenticated already: a second auth must still carry the right token.
-                if self.srv.token is not None:
-                    token = args.get("token")
-                    given = token.encode("utf-8", "surrogatepass") if isinstance(token, str) else b""
-                    if not hmac.compare_digest(given, self.srv.token):
-                        self._fatal(rid, AuthenticationError("wrong token", hint="pass token= to vecstore.connect()"))
-                        return None
+                if self.srv.token is not None and not self._token_ok(args):
+                    self._fatal(rid, AuthenticationError("wrong token", hint="pass token= to vecstore.connect()"))
+                    return None
                 self._finish(_response(rid, True), "auth", t0, True)
             else:
                 self._finish(_error(rid, BadRequest(f"unknown op {name[:100]!r}")), "<invalid>", t0, False)
@@ -362,11 +359,15 @@ class _Connection(asyncio.Protocol):
             self._finish(out, req.name, req.t0, ok)
         self._pump()
 
-    def _authenticate(self, rid: Any, name: str, args: dict[str, Any], t0: float) -> None:
-        token = args.get("token") if name == "auth" else None
+    def _token_ok(self, args: dict[str, Any]) -> bool:
+        """Whether an auth request's ``token`` is the server's (constant-time compare)."""
+        token = args.get("token")
         given = token.encode("utf-8", "surrogatepass") if isinstance(token, str) else b""
         assert self.srv.token is not None
-        if name == "auth" and hmac.compare_digest(given, self.srv.token):
+        return hmac.compare_digest(given, self.srv.token)
+
+    def _authenticate(self, rid: Any, name: str, args: dict[str, Any], t0: float) -> None:
+        if name == "auth" and self._token_ok(args):
             self.authed = True
             if self.auth_timer is not None:
                 self.auth_timer.cancel()

@@ -60,6 +60,16 @@ def filled(store, rng):
     return store, ids, cols
 
 
+def catalog_features(dim: int, vector_dtype: str = "f32") -> dict:
+    """The items schema the CLI tests share: a price, a category, tags and an embedding."""
+    return {
+        "price": vecstore.Scalar("f32"),
+        "category": vecstore.Category(),
+        "tags": vecstore.IdList(),
+        "embedding": vecstore.Vector(dim, dtype=vector_dtype),
+    }
+
+
 def sample_columns(rng: np.random.Generator, n: int, offset: int = 0) -> tuple[list[str], dict]:
     """n item IDs with values for every feature of SCHEMA."""
     ids = [f"item-{i}" for i in range(offset, offset + n)]

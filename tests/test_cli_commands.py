@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import catalog_features
 from vecstore.cli.common import parse_time, parse_where
 from vecstore.cli.main import main
 
@@ -31,12 +32,7 @@ def store_path(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "shop.vs"
     with vecstore.open(path, seed=7) as s:
-        t = s.create_table("items", {
-            "price": vecstore.Scalar("f32"),
-            "category": vecstore.Category(),
-            "tags": vecstore.IdList(),
-            "embedding": vecstore.Vector(DIM, dtype="f32"),
-        })
+        t = s.create_table("items", catalog_features(DIM, "f32"))
         t.put([f"item-{i}" for i in range(N)], {
             "price": np.arange(N, dtype=np.float32),
             "category": ["books" if i % 2 else "toys" for i in range(N)],

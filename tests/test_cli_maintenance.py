@@ -17,6 +17,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from conftest import catalog_features
 from vecstore.cli.main import main
 
 import vecstore
@@ -32,12 +33,7 @@ def make_store(path: Path, n: int = 2000) -> list[str]:
     rng = np.random.default_rng(0)
     ids = [f"item-{i}" for i in range(n)]
     with vecstore.open(path, seed=3) as s:
-        t = s.create_table("items", {
-            "price": vecstore.Scalar("f32"),
-            "category": vecstore.Category(),
-            "tags": vecstore.IdList(),
-            "embedding": vecstore.Vector(DIM, dtype="i8"),
-        }, expected_size=n)
+        t = s.create_table("items", catalog_features(DIM, "i8"), expected_size=n)
         t.put(ids, {
             "price": rng.random(n).astype(np.float32) * 100,
             "category": [("books", "toys", "food")[i % 3] for i in range(n)],

@@ -254,10 +254,7 @@ def normalize_ids(ids: Any, seed: int, hash_bits: int = 64) -> IdBatch:
                 raise _bad_id(int(ids.max()))
             arr = ids.astype(np.int64, copy=False)
             if len(arr) < _INT_VECTORIZE_MIN:
-                s64 = seed & _M64
-                keys = np.fromiter(
-                    (_h(v.to_bytes(8, "little", signed=True), s64) for v in arr.tolist()), dtype=np.uint64, count=len(arr)
-                )
+                keys = _hash_each(arr.tolist(), seed & _M64)
             else:
                 keys = xxh3_64_int64(arr, seed)
             if mask is not None:
