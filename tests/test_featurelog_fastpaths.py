@@ -3,7 +3,6 @@
 * every kind of str batch is logged with the features get() returns for it
   (ASCII, non-ASCII, NUL inside, numpy arrays, mixed with bytes, small and
   large batches), and a narrow-hash store where IDs share keys;
-* a few numpy integer IDs are looked up as a list (plan.lookup_ids);
 * resolved features are cached per (schema, features) (plan.plan_for);
 * ``shown`` passed as the ranked IDs themselves;
 * segment writers ask for writeback as they go (segments.WRITEBACK).
@@ -17,9 +16,8 @@ import pytest
 
 import vecstore
 from vecstore.featurelog import segments
-from vecstore.featurelog.columns import ENC_I4, ENC_NUL, ENC_TAGGED
 from vecstore.featurelog.frames import iter_frames
-from vecstore.featurelog.plan import lookup_ids, plan_for, sample_positions
+from vecstore.featurelog.plan import plan_for, sample_positions
 
 T0 = 1_767_225_600.0
 FEATURES = ("price", "ctr_7d", "clicks", "category", "recent", "embedding")
@@ -120,17 +118,6 @@ def test_str_ids_sharing_a_key_stay_apart(tmp_path):
         tbl = read(store.log.export(tmp_path / "out"))
     got = {(r["request_id"], r["item"]): r["x"] for r in tbl.to_pylist()}
     assert got == {("r", a): 7.0, ("r", b): None, ("r", "caf\u00e9"): None, ("q", a): 7.0, ("q", b): None}
-
-
-def test_lookup_ids_forms():
-    strs = ["a", "\u00e9"]
-    assert lookup_ids(ENC_NUL, strs) is strs
-    small = np.arange(5)
-    assert lookup_ids(ENC_I4, small) == [0, 1, 2, 3, 4]
-    wide = np.arange(100)
-    assert lookup_ids(ENC_I4, wide) is wide
-    mixed = ["a", b"b", 3]
-    assert lookup_ids(ENC_TAGGED, mixed) is mixed
 
 
 def test_feature_plans_are_cached_and_checked(shop, tmp_path):

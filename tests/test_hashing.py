@@ -85,12 +85,16 @@ def test_str_batch_with_a_lone_surrogate_is_refused(minimum):
         vecstore.hash_ids(["ok", "bad\ud800"], seed=0)
 
 
-@pytest.mark.parametrize("n", [1, 5, 63, 64, 65, 300])
+@pytest.mark.parametrize("n", [1, 5, 63, 255, 256, 257, 600])
 def test_small_and_large_int_arrays_hash_alike(n):
     # Below hashing._INT_VECTORIZE_MIN an array is hashed per ID, above it by the numpy kernel.
     values = np.random.default_rng(0).integers(-(2**63), 2**63 - 1, n, dtype=np.int64)
+    values[:3] = [0, -1, 1 << 40][:n]  # IDs whose little-endian bytes end in zeros, and all ones
     expected = [xxhash.xxh3_64_intdigest(int(v).to_bytes(8, "little", signed=True), 5) for v in values]
     assert vecstore.hash_ids(values, seed=5).tolist() == expected
+    assert vecstore.hash_ids(values.tolist(), seed=5).tolist() == expected  # a list of ints takes the same paths
+    strided = np.repeat(values, 2)[::2]  # not contiguous
+    assert vecstore.hash_ids(strided, seed=5).tolist() == expected
 
 
 def test_list_of_ints_and_array_agree():

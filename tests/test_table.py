@@ -291,9 +291,12 @@ def test_verify_finds_damage(store, items, rng):
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 32, 33, 500])
-def test_unpack_records_puts_rows_back_in_input_order(n):
-    # Small batches take a plain-Python path, larger ones a numpy gather; both
-    # must return input-order records, zeros and found=False for absent rows.
+@pytest.mark.parametrize("id_format", [b"\x01id-%d", b"\x01id-%05d"], ids=["mixed-lengths", "one-length"])
+@pytest.mark.parametrize("share", [0.7, 1.0], ids=["some-absent", "all-present"])
+def test_unpack_records_puts_rows_back_in_input_order(n, id_format, share):
+    # Small batches take a plain-Python path, larger ones a numpy scatter (IDs
+    # of one length) or gather (mixed lengths); each must return input-order
+    # records, zeros and found=False for absent rows.
     from vecstore.records import unpack_records
 
     rng = np.random.default_rng(0)
@@ -301,9 +304,9 @@ def test_unpack_records_puts_rows_back_in_input_order(n):
     recs = np.zeros(n, dtype=dtype)
     recs["a"] = rng.integers(1, 1000, n)
     recs["b"] = rng.normal(size=(n, 3))
-    present = rng.random(n) < 0.7
+    present = rng.random(n) < share
     order = rng.permutation(n)  # sorted position j holds input row order[j]
-    vals = [recs[i].tobytes() + b"\x01id-%d" % i if present[i] else None for i in order.tolist()]
+    vals = [recs[i].tobytes() + id_format % i if present[i] else None for i in order.tolist()]
     found, got = unpack_records(vals, order, dtype)
     np.testing.assert_array_equal(found, present)
     expected = recs.copy()
@@ -313,16 +316,17 @@ def test_unpack_records_puts_rows_back_in_input_order(n):
 
 
 @pytest.mark.parametrize("batch", [100, 20])
-def test_a_truncated_row_is_reported_not_read_as_its_neighbour(tmp_path, batch):
-    # Both unpack paths (numpy for large batches, Python for small) must
+@pytest.mark.parametrize("id_format", ["id-{}", "id-{:03}"], ids=["mixed-lengths", "one-length"])
+def test_a_truncated_row_is_reported_not_read_as_its_neighbour(tmp_path, batch, id_format):
+    # Every unpack path (numpy for large batches, Python for small) must
     # refuse a stored value shorter than the record instead of reading on.
     with vecstore.open(tmp_path / "short.vs") as s:
         t = s.create_table("t", {"p": vecstore.Scalar("f64"), "q": vecstore.Scalar("f64")})
-        ids = [f"id-{i}" for i in range(100)]
+        ids = [id_format.format(i) for i in range(100)]
         t.put(ids, {"p": np.arange(100.0), "q": np.arange(100.0) + 1000})
         W = t.schema.record_size
         rows = t._db("rows")
-        kb = int(t._ids("id-50").keys[0]).to_bytes(8, "big")
+        kb = int(t._ids(ids[50]).keys[0]).to_bytes(8, "big")
         s._env.write(lambda txn: txn.put(kb, txn.get(kb, db=rows)[: W - 8], db=rows))
         with pytest.raises(vecstore.CorruptionError, match="shorter"):
             t.get(ids[50 - batch // 2 : 50 + batch // 2])

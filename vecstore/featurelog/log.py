@@ -77,7 +77,7 @@ from .inputs import (
     check_ts,
     check_user,
 )
-from .plan import Plan, lookup_ids, plan_for, sample_positions
+from .plan import Plan, plan_for, sample_positions
 from .segments import SegmentWriter, is_live, list_segments, scan_delta
 from .view import View, add_tail, overlay_entry
 
@@ -229,9 +229,9 @@ class FeatureLog:
             self._tables[name] = t
         return t
 
-    def _read(self, t: Table, plan: Plan, code: str, ids: Any) -> tuple[list[str], list[Any], dict[str, set[int]]]:
+    def _read(self, t: Table, plan: Plan, ids: Any) -> tuple[list[str], list[Any], dict[str, set[int]]]:
         """Features of ``ids`` as served right now: (buffer names, buffers, category codes used)."""
-        rows = t.get(lookup_ids(code, ids), features=plan.get_features)
+        rows = t.get(ids, features=plan.get_features)
         layout = plan.layout
         # The record bytes get() read, cut to the requested features: the exact
         # stored values, which decode to exactly what get() returned.
@@ -391,11 +391,11 @@ class FeatureLog:
         if k:
             if k < n:
                 idx = sample_positions(gen, n, k)
-                more_names, more, codes = self._read(t, plan, code, take_ids(ids, idx))
+                more_names, more, codes = self._read(t, plan, take_ids(ids, idx))
                 names.append("idx")
                 bufs.append(idx.astype("<u4"))
             else:
-                more_names, more, codes = self._read(t, plan, code, ids)
+                more_names, more, codes = self._read(t, plan, ids)
             mat = more[0]
             names += more_names
             bufs += more
@@ -483,7 +483,7 @@ class FeatureLog:
                 user = prior[0] if user is None else user
                 context = prior[1] if context is None else context
         layout = plan.layout
-        more_names, more, codes = self._read(t, plan, code, ids) if n else ([], [], {})
+        more_names, more, codes = self._read(t, plan, ids) if n else ([], [], {})
         names += more_names
         bufs += more
         mat = more[0] if more else None

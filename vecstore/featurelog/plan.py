@@ -7,8 +7,7 @@ showed in profiles of a 5,000-candidate retrieval (see docs/feature-logging.md,
 * :func:`plan_for` resolves a ``features=`` argument once per (table schema,
   features) instead of on every call;
 * :func:`sample_positions` draws a small sample with one ``Generator.random``
-  call where ``Generator.choice`` costs 13 to 17 µs for 50 of 5,000;
-* :func:`lookup_ids` passes a few numpy integer IDs to ``table.get`` as a list.
+  call where ``Generator.choice`` costs 13 to 17 µs for 50 of 5,000.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from ..errors import UnknownFeatureError
 from ..schema import TableSchema
 from .columns import Layout, layout_for
 
-__all__ = ["Plan", "lookup_ids", "plan_for", "sample_positions"]
+__all__ = ["Plan", "plan_for", "sample_positions"]
 
 
 class Plan:
@@ -85,16 +84,3 @@ def sample_positions(gen: np.random.Generator, n: int, k: int) -> np.ndarray:
         s.sort()
         if s[-1] < n and not (s[1:] == s[:-1]).any():  # (u * n can round up to n)
             return s
-
-
-def lookup_ids(code: str, ids: Any) -> Any:
-    """``ids`` (some IDs of a batch whose encoding was ``code``) in the form ``table.get`` hashes fastest.
-
-    A few numpy integers hash faster as Python ints, one by one (up to about
-    25; beyond that the vectorized path's fixed ~23 µs wins).  Other batches,
-    str ones included (get() hashes small str batches one by one itself),
-    go as they are.
-    """
-    if isinstance(ids, np.ndarray) and ids.dtype.kind in "iu" and len(ids) <= 24:
-        return ids.tolist()
-    return ids
