@@ -79,12 +79,19 @@ def unpack_records(vals: list[bytes | None], order: np.ndarray, dtype: np.dtype)
     m = len(stored)
     if not m:
         return np.zeros(n, dtype=bool), np.zeros(n, dtype=dtype)
-    sizes = set(map(len, stored))
-    if min(sizes) < W:
+    lengths = None
+    if m <= 256:  # a set of a few lengths is cheaper than three numpy calls
+        sizes = set(map(len, stored))
+        shortest, one_length = min(sizes), len(sizes) == 1
+    else:
+        lengths = np.fromiter(map(len, stored), dtype=np.int64, count=m)
+        shortest = int(lengths.min())
+        one_length = shortest == lengths.max()
+    if shortest < W:
         # The gathers below would read into the next row: refuse instead.
         raise _short_record(W)
     blob = np.frombuffer(b"".join(stored), dtype=np.uint8)
-    if len(sizes) == 1:
+    if one_length:
         # Every stored ID has the same length (int IDs, or str IDs of one
         # length): the values are the rows of one byte matrix, scattered to
         # input order with a memcpy per row (the generic void-item gather
@@ -101,7 +108,8 @@ def unpack_records(vals: list[bytes | None], order: np.ndarray, dtype: np.dtype)
         return found, out.view(dtype).ravel()
     inverse = np.empty(n, dtype=np.intp)
     inverse[order] = np.arange(n)
-    lengths = np.fromiter(map(len, stored), dtype=np.int64, count=m)
+    if lengths is None:
+        lengths = np.fromiter(map(len, stored), dtype=np.int64, count=m)
     starts = np.zeros(m, dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
     # Element i of this view is the W bytes starting at byte i of the blob.
