@@ -126,3 +126,56 @@ def test_opening_a_sub_database_while_another_thread_writes_does_not_deadlock(tm
     proc = subprocess.run([sys.executable, "-c", DEADLOCK_SCRIPT, str(tmp_path / "s.vs")],
                           capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr
+
+
+NESTED_READ_SCRIPT = r"""
+import sys, threading, time
+import vecstore
+from vecstore.errors import StorageError
+store = vecstore.open(sys.argv[1], map_size=1 << 20)
+env = store._env
+outer_open, inner_done = threading.Event(), threading.Event()
+
+def reader():
+    with env.read():
+        outer_open.set()
+        time.sleep(0.3)  # the resize below starts meanwhile and waits for this transaction
+        with env.read():  # a nested read must not wait for that resize
+            pass
+    inner_done.set()
+
+t = threading.Thread(target=reader, daemon=True)
+t.start()
+outer_open.wait(10)
+grower = threading.Thread(target=env._grow, daemon=True)
+grower.start()
+if not inner_done.wait(10):
+    print("nested read deadlocked")
+    sys.exit(1)
+grower.join(10)
+assert not grower.is_alive()
+# A thread inside a transaction cannot resize the map: an error, not a hang.
+with env.read():
+    try:
+        env._grow()
+    except StorageError as e:
+        print("refused:", e)
+assert store._env._gate.held() == 0
+store.close()
+print("done")
+"""
+
+
+def test_a_nested_read_during_a_map_resize_does_not_deadlock(tmp_path):
+    # The resize waits for the thread's outer read; the inner read used to wait
+    # for the resize.  In a subprocess, bounded by the timeout, so a regression
+    # fails instead of hanging the suite.
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", NESTED_READ_SCRIPT, str(tmp_path / "s.vs")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1] == "done"
+    assert lines[0].startswith("refused: growing the map needs every transaction of this process closed")

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from .errors import ReadOnlyError, StoreClosedError, wrap_lmdb_error
+from .errors import ReadOnlyError, StorageError, StoreClosedError, wrap_lmdb_error
 
 __all__ = ["Env"]
 
@@ -57,7 +57,15 @@ os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, 
 
 
 class _Gate:
-    """Many transactions at once, or one map resize: a readers-writer lock."""
+    """Many transactions at once, or one map resize: a readers-writer lock.
+
+    It counts each thread's own open transactions, so that a thread already
+    inside one may begin another (a nested read) even while a resize waits:
+    the resize is waiting for that thread's outer transaction anyway, and
+    making the inner one wait for the resize would deadlock.  For the same
+    reason a thread inside a transaction cannot start a resize.  A
+    transaction must end on the thread that began it.
+    """
 
     def __init__(self) -> None:
         # enter/leave run around every transaction: they take the plain lock
@@ -67,14 +75,25 @@ class _Gate:
         self._cond = threading.Condition(self._lock)
         self._active = 0
         self._resizing = False
+        self._mine = threading.local()  # .n: this thread's open transactions
+
+    def held(self) -> int:
+        """How many transactions the calling thread has open."""
+        return getattr(self._mine, "n", 0)
 
     def enter(self) -> None:
+        mine = self._mine
+        n = getattr(mine, "n", 0)
         with self._lock:
-            while self._resizing:
+            # While this thread holds a transaction no resize can be under
+            # way (it waits for every transaction to end), so go straight in.
+            while self._resizing and not n:
                 self._cond.wait()
             self._active += 1
+        mine.n = n + 1
 
     def leave(self) -> None:
+        self._mine.n -= 1
         with self._lock:
             self._active -= 1
             if self._active == 0 and self._resizing:
@@ -95,13 +114,22 @@ class _Gate:
             self._cond.notify_all()
 
     @contextmanager
-    def exclusive(self, held: int = 0) -> Iterator[None]:
-        """Wait until only ``held`` transactions (the caller's own) remain, then block new ones."""
+    def exclusive(self, action: str) -> Iterator[None]:
+        """Wait until no transaction is open, then block new ones for the duration (a map resize).
+
+        StorageError, rather than a deadlock, when the calling thread itself
+        holds a transaction: LMDB cannot resize the map under an open one.
+        """
+        if self.held():
+            raise StorageError(
+                f"{action} needs every transaction of this process closed, but this thread holds one",
+                hint="this is a bug in vecstore: please report it with the traceback",
+            )
         with self._cond:
             while self._resizing:
                 self._cond.wait()
             self._resizing = True
-            while self._active > held:
+            while self._active > 0:
                 self._cond.wait()
         try:
             yield
@@ -306,7 +334,7 @@ class Env:
             raise
 
     def _adopt_resize(self) -> None:
-        with self._gate.exclusive():
+        with self._gate.exclusive("adopting the map size another process set"):
             self._env.set_mapsize(0)
 
     def read(self) -> _ReadTxn:
@@ -352,7 +380,7 @@ class Env:
                         self._gate.leave()
 
     def _grow(self) -> None:
-        with self._gate.exclusive():
+        with self._gate.exclusive("growing the map"):
             size = self._env.info()["map_size"]
             # Double while small, then grow by half: amortized O(1) growth without
             # reserving absurd address space for huge stores.
@@ -417,5 +445,5 @@ class Env:
         self._closed = True
         if self._forked:
             return  # already closed before the fork
-        with self._write_lock, self._gate.exclusive():
+        with self._write_lock, self._gate.exclusive("closing the store"):
             self._env.close()
