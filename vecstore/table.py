@@ -511,7 +511,7 @@ class Table:
             if self._store.hash_bits < 64:
                 enc = batch.encoded()
                 vals = [v if v is not None and same_entity(v[W:], enc[i]) else None for v, i in zip(vals, order.tolist())]
-            for f in feats:
+            for f in feats if self.schema.var_slot else ():
                 if f in self.schema.var_slot:
                     slot = self.schema.var_slot[f].to_bytes(2, "big")
                     vget = txn.cursor(self._db("var")).get

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +82,22 @@ def _nbytes(b: Any) -> int:
     return b.nbytes if isinstance(b, np.ndarray) else len(b) if isinstance(b, bytes) else memoryview(b).nbytes
 
 
+_packers = threading.local()
+
+
+def _pack_meta(meta: dict[str, Any]) -> bytes:
+    # One Packer per thread, reused: msgpack.packb builds a new one per call,
+    # and every logging call packs a frame.
+    p = getattr(_packers, "p", None)
+    if p is None:
+        p = _packers.p = msgpack.Packer(use_bin_type=True)
+    try:
+        return p.pack(meta)
+    except BaseException:
+        p.reset()
+        raise
+
+
 def encode_frame(kind: int, ts: float, meta: dict[str, Any], buffers: Sequence[Any]) -> list[Any]:
     """The pieces of one frame (header, meta, buffers), ready for ``os.writev``.
 
@@ -88,7 +105,7 @@ def encode_frame(kind: int, ts: float, meta: dict[str, Any], buffers: Sequence[A
     are not copied.
     """
     meta["l"] = [_nbytes(b) for b in buffers]
-    packed = msgpack.packb(meta, use_bin_type=True)
+    packed = _pack_meta(meta)
     head = len(packed).to_bytes(4, "little") + packed
     length = len(head) + sum(meta["l"])
     fields = _HDR.pack(MAGIC, length, kind, VERSION, ts, 0)
