@@ -215,6 +215,10 @@ def compact(path: str, keep_logs: float | None, quiet: bool, as_json: bool) -> N
         click.echo("rebuilt: " + "; ".join(report.rebuilt))
     if report.log_pruned:
         click.echo(f"feature log: {report.log_pruned['records_removed']:,} records older than {keep_logs:g} days removed")
+    repaired = (report.log_compacted or {}).get("segments_repaired", 0)
+    if repaired:
+        click.echo(f"feature log: repaired {repaired} damaged segment(s); "
+                   f"{human_bytes(report.log_compacted['damaged_bytes_dropped'])} that failed their checksums dropped")
     if report.temp_dirs_removed:
         click.echo(f"removed {report.temp_dirs_removed} leftover(s) of an interrupted compaction")
 

@@ -186,6 +186,56 @@ def test_torn_and_damaged_frames(store_path, tmp_path):
         assert store.log.export(tmp_path / "torn2").problems == []
 
 
+@pytest.mark.parametrize("via", ["library", "cli"])
+def test_compact_repairs_a_segment_damaged_in_the_middle(store_path, tmp_path, via):
+    # A writer dies before its last checkpoint, and a frame in the part the
+    # index never covered is damaged: compact must keep the good frames after
+    # it (it used to cut the file at the damage, as if it were a torn tail).
+    child = (
+        "import os, sys, numpy as np, vecstore\n"
+        "store = vecstore.open(sys.argv[1])\n"
+        "log = vecstore.FeatureLog(store, checkpoint_seconds=1e9)\n"
+        "for r in range(8):\n"
+        "    ids = [f'item-{i}' for i in range(40)]\n"
+        f"    log.retrieval(f'r{{r}}', ids, np.ones(40), table='items', sample=4, ts={T0} + r)\n"
+        f"    log.label(f'r{{r}}', 'item-0', 'click', 1.0, ts={T0} + r)\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", child, str(store_path)], check=True, timeout=120)
+    seg = next((store_path / "logs" / "segments").glob("*.vsl"))
+    calls = [f for f in iter_frames(seg) if f.kind == 1]  # retrievals
+    data = bytearray(seg.read_bytes())
+    damaged = calls[2]
+    data[damaged.offset + 60] ^= 0xFF  # inside r2's payload: its checksum fails
+    seg.write_bytes(bytes(data))
+    with vecstore.open(store_path) as store:
+        assert any("good frames follow" in p for p in store.log.verify())
+        # prune leaves such a segment alone (its rewrite would stop at the damage);
+        # its watermark still hides r0 from now on.
+        assert store.log.prune(before=T0 + 1).segments_busy == 1
+        assert seg.stat().st_size == len(data)
+        if via == "library":
+            report = store.log.compact()
+            assert report.segments_repaired == 1 and report.torn_bytes_dropped == 0
+            assert report.damaged_bytes_dropped == damaged.end - damaged.offset
+    if via == "cli":  # vecstore compact needs the store to itself
+        from click.testing import CliRunner
+        from vecstore.cli.main import main
+
+        out = CliRunner().invoke(main, ["compact", str(store_path), "--quiet"])
+        assert out.exit_code == 0, out.output
+        assert "repaired 1 damaged segment(s)" in out.output
+    with vecstore.open(store_path) as store:
+        assert store.log.verify() == []
+        rows = export_table(store, tmp_path / "after")
+        kept = {f"r{r}" for r in range(8)} - {"r0", "r2"}
+        assert {r["request_id"] for r in rows} == kept
+        # The frames after the damage reached the index: their labels join, their rows count in stats.
+        assert {r["request_id"] for r in rows if r["label_click"] == 1.0} == kept
+        assert store.log.stats(stage="retrieval", feature="price").count == 7 * 4
+        assert store.log.compact().segments_repaired == 0  # nothing left to repair
+
+
 def test_processes_log_concurrently_and_see_each_other(store_path, tmp_path):
     kids = [spawn(store_path, 2000, 0.05, tag, 12) for tag in ("a", "b")]
     acks = [read_acks(k, 12 * 3 + 2 + 1) for k in kids]  # every call, the flushes, "done"

@@ -312,7 +312,8 @@ def compact(
 
     1. remove temp directories left by an interrupted compaction;
     2. with ``keep_logs_days``, prune the feature log to its last N days; then
-       compact the log (catch up its index, cut torn tails, drop empty segments);
+       compact the log (catch up its index, cut torn tails, repair segments
+       damaged in the middle, drop empty segments);
     3. rebuild every Bloom filter without deleted IDs and every HNSW index
        that holds removed vectors (others are caught up), and save them (which
        also trims the change logs);

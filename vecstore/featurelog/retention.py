@@ -37,9 +37,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidValueError
 from .delta import SegInfo
-from .frames import KIND_LABEL, STAGE_OF_KIND
+from .frames import KIND_LABEL, STAGE_OF_KIND, next_good_frame
 from .inputs import to_time
-from .segments import hold, list_segments, rewrite, scan_delta
+from .segments import hold, list_segments, rewrite, salvage, scan_delta
 
 if TYPE_CHECKING:
     from .log import FeatureLog
@@ -63,6 +63,8 @@ class PruneReport:
     labels_removed: int
     bytes_before: int
     bytes_after: int
+    segments_repaired: int = 0  # compact: segments damaged in the middle, rewritten without the damage
+    damaged_bytes_dropped: int = 0  # compact: bytes of those that did not check out
 
     @property
     def bytes_reclaimed(self) -> int:
@@ -120,6 +122,11 @@ def prune(log: FeatureLog, *, before: Any) -> PruneReport:
                 removed += 1
                 dropped += _events(info)
                 continue
+            if os.fstat(fd).st_size > info.covered and next_good_frame(seg, info.covered + 1) is not None:
+                # Damaged in the middle: a rewrite would stop at the damage and
+                # lose the good frames after it.  compact() repairs it first.
+                busy += 1
+                continue
             tmp, n, _ = rewrite(seg, keep=lambda f: f.kind not in _EVENT_KINDS or f.ts >= t)
             index.set_entry(seg.name, _info_of(tmp, index.bucket_seconds), rename=(tmp, seg))
             rewritten += 1
@@ -132,17 +139,22 @@ def prune(log: FeatureLog, *, before: Any) -> PruneReport:
 
 
 def compact(log: FeatureLog) -> PruneReport:
-    """Catch up the index, cut torn tails, drop empty segments and stale temporary files."""
+    """Catch up the index, cut torn tails, repair damaged segments, drop empty ones and stale temporary files.
+
+    A segment damaged in the middle (good frames after a bad one) is rewritten
+    with every frame that checks out; only the bytes that do not are dropped.
+    """
     log._check_open(write=True)
     view = log._view()
     index = view.index
     bytes_before = _size(view.segments)
     own = log._seg.path.name if log._seg is not None else None
-    removed = torn = 0
+    removed = torn = repaired = damaged = 0
     for seg in view.segments:
         if seg.name == own:
             continue
         info = view.entries[seg.name]
+        salvaged = False
         with hold(seg, exclusive=True) as fd:
             if fd is None:
                 continue
@@ -155,11 +167,26 @@ def compact(log: FeatureLog) -> PruneReport:
             if st.st_blocks * 512 > size + (1 << 20):
                 os.truncate(seg, size)  # a crashed writer's space reserved past the end (see segments.py)
             if size > info.covered:
-                # A torn tail: everything after `covered` failed its checks when the index caught up.
-                os.truncate(seg, info.covered)
-                torn += size - info.covered
-                info.size = info.covered
-                index.set_entry(seg.name, info)
+                # Everything after `covered` failed its checks when the index caught up.
+                if next_good_frame(seg, info.covered + 1) is None:
+                    # A torn tail (a crash while appending): cut it.
+                    os.truncate(seg, info.covered)
+                    torn += size - info.covered
+                    info.size = info.covered
+                    index.set_entry(seg.name, info)
+                else:
+                    # Damage in the middle, with good frames after it: cutting
+                    # there would lose them.  Keep every frame that checks out;
+                    # the copy keeps the offsets up to `covered`, so the entry
+                    # stays valid and the catch-up below reads only the rest.
+                    tmp, lost = salvage(seg)
+                    info.size = info.covered  # not the file's size: the catch-up scans on from `covered`
+                    index.set_entry(seg.name, info, rename=(tmp, seg))
+                    repaired += 1
+                    damaged += lost
+                    salvaged = True
+        if salvaged:
+            index.absorb(seg)  # fold the recovered frames' statistics and labels into the index
     cutoff = time.time() - 3600
     for p in log.seg_dir.glob(".*"):
         # Leftovers of a crash while creating or rewriting a segment.  A file
@@ -172,4 +199,5 @@ def compact(log: FeatureLog) -> PruneReport:
         before=wm if math.isfinite(wm) else None, segments_removed=removed, segments_rewritten=0, segments_busy=0,
         records_removed=0, torn_bytes_dropped=torn, stats_buckets_removed=0, labels_removed=0,
         bytes_before=bytes_before, bytes_after=_size(list_segments(log.seg_dir)),
+        segments_repaired=repaired, damaged_bytes_dropped=damaged,
     )

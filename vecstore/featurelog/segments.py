@@ -45,6 +45,7 @@ from .frames import (
     Frame,
     ScanResult,
     iter_frames,
+    next_good_frame,
     write_frame,
 )
 
@@ -237,6 +238,32 @@ def scan_delta(path: Path, start: int, *, bucket_seconds: int, stop: int | None 
     delta.end = res.valid_end
     delta.info.size = res.size
     return delta, res
+
+
+def salvage(path: Path) -> tuple[Path, int]:
+    """Copy every frame of ``path`` that checks out to a file beside it, stepping over damage.
+
+    A frame that fails its checks is skipped up to the next frame that passes
+    them (found by its magic and verified by its checksum, so a false match
+    is not taken); what follows the last good frame is a torn tail and is
+    left out.  Frames are copied byte for byte and in order, so everything
+    before the first damage keeps its offset.  Returns ``(temporary path,
+    bytes left out)``; the caller renames it over the original.
+    """
+    tmp = path.parent / f".{path.name}.rewrite"
+    size = path.stat().st_size
+    with open(tmp, "wb") as out, open(path, "rb") as src:
+        pos: int | None = 0
+        while pos is not None:
+            res = ScanResult()
+            for frame in iter_frames(path, start=pos, result=res):
+                src.seek(frame.offset)
+                out.write(src.read(frame.end - frame.offset))
+            pos = None if res.problem is None else next_good_frame(path, res.valid_end + 1)
+        out.flush()
+        os.fsync(out.fileno())
+        kept = out.tell()
+    return tmp, size - kept
 
 
 def rewrite(path: Path, keep: Callable[[Frame], bool]) -> tuple[Path, int, int]:
