@@ -152,3 +152,27 @@ def test_writes_from_two_processes_interleave(tmp_path):
         ids = [f"{tag}-{i}" for tag in "ab" for i in range(20)]
         assert t.contains(ids).all() and t.may_contain(ids).all()
         assert t.verify() == []
+
+
+def test_a_read_only_reader_adopts_a_map_grown_by_another_process(tmp_path):
+    # The reader has not used the table yet when a writer in another process
+    # grows the map: opening the table's sub-databases must adopt the new size
+    # (it used to raise MDB_MAP_RESIZED on every call from then on).
+    path = tmp_path / "grow.vs"
+    with vecstore.open(path, map_size=64 * 1024) as s:
+        s.create_table("items", {"v": vecstore.Vector(16, dtype="f32")})
+    with vecstore.open(path, readonly=True, map_size=64 * 1024) as reader:
+        t = reader.table("items")
+        grow = textwrap.dedent("""
+            import sys, numpy as np, vecstore
+            with vecstore.open(sys.argv[1], map_size=64 * 1024) as s:
+                v = np.random.default_rng(0).normal(size=(3000, 16)).astype(np.float32)
+                s.table("items").put(list(range(3000)), {"v": v})
+                print(s.info().map_size)
+        """)
+        out = subprocess.run([sys.executable, "-c", grow, str(path)], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert int(out.stdout) > 64 * 1024  # the writer did grow the map
+        assert len(t) == 3000
+        assert t.contains([0, 2999, 3000]).tolist() == [True, True, False]
+        assert t.get([5])["v"].shape == (1, 16)

@@ -285,8 +285,7 @@ class Env:
                 return h
             try:
                 if self.readonly:
-                    # txn=None: py-lmdb opens the handle in a read transaction of its own.
-                    h = self.raw.open_db(name, create=False)
+                    h = self._open_db_readonly(name)
                 else:
                     # Not txn=None here: py-lmdb would then begin its write
                     # transaction holding the GIL, and deadlock against a thread
@@ -300,6 +299,22 @@ class Env:
                 return None
             self._dbs[name] = h
             return h
+
+    def _open_db_readonly(self, name: bytes) -> Any:
+        # txn=None: py-lmdb opens the handle in a read transaction of its own.
+        # Like any transaction here it goes through the gate, and when another
+        # process has grown the map since, the new size is adopted and the
+        # open tried again (else every later call would fail the same way).
+        while True:
+            env = self.raw
+            self._gate.enter()
+            try:
+                return env.open_db(name, create=False)
+            except lmdb.MapResizedError:
+                pass
+            finally:
+                self._gate.leave()
+            self._adopt_resize()
 
     def _open_db_in(self, txn: lmdb.Transaction, name: bytes, create: bool) -> Any:
         try:
