@@ -79,6 +79,40 @@ def test_damaged_bloom_file_is_rebuilt_from_rows(tmp_path):
         assert s.table("t").may_contain(np.arange(500)).all()
 
 
+def test_bloom_snapshot_mode_and_temp_files_of_dead_processes(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "perm.vs"
+    old = os.umask(0o022)
+    try:
+        with vecstore.open(path) as s:
+            t = s.create_table("t", {"x": vecstore.Scalar("i64")})
+            t.put(np.arange(100), {"x": np.arange(100)})
+            t.may_contain([0])
+    finally:
+        os.umask(old)
+    folder = path / "bloom"
+    # Readable by whoever may read data.mdb (it was 0600, so other users' reads failed).
+    assert (folder / "t1.bloom").stat().st_mode & 0o777 == 0o644
+    # Temp files of saves that crashed: one of a process that is gone, one of an
+    # older version (no pid) and an hour old, one of a live process (this one).
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    gone = folder / f".t1.bloom.0badcafe.{int(dead.stdout)}.tmp"
+    legacy = folder / ".t1.bloom.k3j2h1.tmp"
+    live = folder / f".t1.bloom.0badcafe.{os.getpid()}.tmp"
+    for f in (gone, legacy, live):
+        f.write_bytes(b"partial")
+    hour_ago = time.time() - 7200
+    os.utime(legacy, (hour_ago, hour_ago))
+    with vecstore.open(path) as s:
+        s.table("t").rebuild_bloom()  # saves the snapshot: the next save cleans up
+    assert not gone.exists() and not legacy.exists()
+    assert live.exists()  # a save of a live process may still be writing it
+
+
 def test_change_log_is_trimmed_once_snapshots_absorb_it(tmp_path):
     path = tmp_path / "trim.vs"
     with vecstore.open(path) as s:

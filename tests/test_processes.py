@@ -170,7 +170,7 @@ def test_a_read_only_reader_adopts_a_map_grown_by_another_process(tmp_path):
                 s.table("items").put(list(range(3000)), {"v": v})
                 print(s.info().map_size)
         """)
-        out = subprocess.run([sys.executable, "-c", grow, str(path)], capture_output=True, text=True, timeout=120)
+        out = subprocess.run([sys.executable, "-c", grow, str(path)], capture_output=True, text=True, timeout=120, check=False)
         assert out.returncode == 0, out.stderr
         assert int(out.stdout) > 64 * 1024  # the writer did grow the map
         assert len(t) == 3000

@@ -50,9 +50,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import secrets
 import struct
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -493,14 +493,18 @@ class BloomFilter:
         fsyncs it, renames it over ``path`` and fsyncs the directory, so a
         crash leaves no torn file.
 
-        A temp file left by a crash (``.NAME.*.tmp``) is never read; removing
-        it is up to the caller.  Example: ``bf.save(dir / "bloom.bin", {"seq": 1})``.
+        The file gets the mode the umask allows (as ``data.mdb`` does), so
+        other users who may read the store may read it too.  A temp file left
+        by a crash (``.NAME.<random>.<pid>.tmp``) is never read; removing it is
+        up to the caller (``derived.remove_orphan_temps`` reads the pid).
+        Example: ``bf.save(dir / "bloom.bin", {"seq": 1})``.
         """
         path = Path(path)
         parts = self._parts(meta)
         path.parent.mkdir(parents=True, exist_ok=True)  # the first save of a table makes its folder
         digest = xxhash.xxh3_64()
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
         try:
             with os.fdopen(fd, "wb") as f:
                 for part in parts:  # streamed, so a large filter is never copied whole

@@ -27,8 +27,10 @@ Example (internal)::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,14 +94,23 @@ def atomic_replace(write: Any, path: Path, *, final: Callable[[Path], Path] | No
 
 
 def remove_orphan_temps(folder: Path, prefix: str) -> None:
-    """Delete temp files under ``folder`` left by dead processes (crashed mid-save)."""
+    """Delete temp files under ``folder`` left by dead processes (crashed mid-save).
+
+    A temp name ends in ``.<pid>.tmp``; one whose process is gone is removed.
+    One without a pid (written by an older version) is removed once it is an
+    hour old, by when no save can still be writing it.
+    """
     for tmp in folder.glob(f".{prefix}*.tmp"):
         try:
             pid = int(tmp.name.rsplit(".", 2)[-2])
             os.kill(pid, 0)
         except ProcessLookupError:
             tmp.unlink(missing_ok=True)
-        except (ValueError, PermissionError, IndexError):
+        except (ValueError, IndexError):
+            with contextlib.suppress(OSError):
+                if time.time() - tmp.stat().st_mtime > 3600:
+                    tmp.unlink()
+        except PermissionError:
             continue
 
 
@@ -290,6 +301,8 @@ class BloomState(Derived):
     def _save(self, seq: int) -> None:
         assert self.bloom is not None
         schema, store = self.table.schema, self.table._store
+        if self.path.parent.is_dir():
+            remove_orphan_temps(self.path.parent, self.path.name)  # left by a process that died mid-save
         self.bloom.save(self.path, {"seq": seq, "table_id": schema.table_id, "store_uuid": store.uuid})
 
     def remove_files(self) -> None:
