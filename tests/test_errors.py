@@ -44,3 +44,32 @@ def test_too_many_tables_is_a_storage_error_with_hint(tmp_path):
 def test_hint_is_shown_in_str():
     err = vecstore.VecstoreError("it broke", hint="do this")
     assert str(err) == "it broke (hint: do this)"
+
+
+def test_a_truncated_data_file_is_refused_not_crashed_on(tmp_path):
+    # LMDB would read the missing pages through its memory map and die of
+    # SIGBUS; the open checks the length first.  In subprocesses, so a
+    # regression fails the test instead of killing the test run.
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    good = tmp_path / "good.vs"
+    with vecstore.open(good) as s:
+        t = s.create_table("t", {"x": vecstore.Scalar("i64"), "v": vecstore.Vector(16)})
+        t.put(np.arange(3000), {"x": np.arange(3000), "v": np.random.default_rng(0).normal(size=(3000, 16))})
+    bad = tmp_path / "bad.vs"
+    shutil.copytree(good, bad)
+    os.truncate(bad / "data.mdb", (bad / "data.mdb").stat().st_size // 2)
+    for args in (["info", str(bad)], ["verify", str(bad)], ["get", str(bad), "t", "1"]):
+        out = subprocess.run([sys.executable, "-m", "vecstore.cli", *args], capture_output=True, text=True, timeout=120, check=False)
+        assert out.returncode == 1, (args, out.returncode, out.stderr)
+        assert out.stderr.strip().count("\n") == 0 and "data.mdb is truncated" in out.stderr
+    code = f"import vecstore\ntry:\n    vecstore.open({str(bad)!r}, readonly=True)\nexcept vecstore.CorruptionError as e:\n    print('refused', e)\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0 and out.stdout.startswith("refused"), out.stderr
+    with vecstore.open(good, readonly=True) as s:  # an intact store passes the check
+        assert len(s.table("t")) == 3000

@@ -19,6 +19,7 @@ Three LMDB facts shape this module:
 from __future__ import annotations
 
 import os
+import struct
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -28,7 +29,13 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from .errors import ReadOnlyError, StorageError, StoreClosedError, wrap_lmdb_error
+from .errors import (
+    CorruptionError,
+    ReadOnlyError,
+    StorageError,
+    StoreClosedError,
+    wrap_lmdb_error,
+)
 
 __all__ = ["Env"]
 
@@ -54,6 +61,52 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
+
+
+# LMDB 0.9's meta page (lmdb/mdb.c, MDB_meta after a 16-byte page header), in
+# native byte order: magic and version, then at fixed offsets the page size
+# (the free-pages DB's md_pad), the last page in use and the transaction id.
+_META_MAGIC = 0xBEEFC0DE
+_U32 = struct.Struct("=I")
+_U64 = struct.Struct("=Q")
+_META_OFFSETS = {"magic": 16, "psize": 40, "last_pg": 136, "txnid": 144}
+
+
+def check_not_truncated(data_path: str) -> None:
+    """Raise CorruptionError when ``data.mdb`` is shorter than its own meta page says.
+
+    LMDB maps the file and reads pages up to the last one in use without
+    checking the file's length: on a truncated file (a bad copy, a full disk
+    during a restore) a read of a missing page kills the process with SIGBUS,
+    which no exception handler sees.  So the length is checked here, before
+    LMDB opens it.  Anything else odd about the file is left to LMDB to report.
+    """
+    try:
+        with open(data_path, "rb") as f:
+            first = f.read(4096)
+            if len(first) < 152 or _U32.unpack_from(first, _META_OFFSETS["magic"])[0] != _META_MAGIC:
+                return
+            psize = _U32.unpack_from(first, _META_OFFSETS["psize"])[0]
+            if psize < 512 or psize & (psize - 1) or psize > 1 << 16:
+                return
+            f.seek(psize)
+            second = f.read(152)
+            # The length after the metas: a writer extends the file before it
+            # writes the meta that counts the new pages, never after.
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return  # missing or unreadable: LMDB says what is wrong
+    metas = [first]
+    if len(second) == 152 and _U32.unpack_from(second, _META_OFFSETS["magic"])[0] == _META_MAGIC:
+        metas.append(second)
+    # The meta page with the higher transaction id is the current one.
+    meta = max(metas, key=lambda m: _U64.unpack_from(m, _META_OFFSETS["txnid"])[0])
+    need = (_U64.unpack_from(meta, _META_OFFSETS["last_pg"])[0] + 1) * psize
+    if size < need:
+        raise CorruptionError(
+            f"{data_path} is truncated: {size:,} bytes, but its last page in use ends at byte {need:,}",
+            hint="restore the store from a backup (`vecstore backup` makes one); reading it would crash the process",
+        )
 
 
 class _Gate:
@@ -194,6 +247,7 @@ class Env:
         _live_envs.add(self)
 
     def _open(self) -> lmdb.Environment:
+        check_not_truncated(os.path.join(self.path, "data.mdb"))
         try:
             env = lmdb.open(
                 self.path,
