@@ -73,3 +73,41 @@ def test_a_truncated_data_file_is_refused_not_crashed_on(tmp_path):
     assert out.returncode == 0 and out.stdout.startswith("refused"), out.stderr
     with vecstore.open(good, readonly=True) as s:  # an intact store passes the check
         assert len(s.table("t")) == 3000
+
+
+def test_open_errors_say_what_to_do(tmp_path, monkeypatch):
+    path = tmp_path / "s.vs"
+    with vecstore.open(path) as s:
+        s.create_table("t", {"x": vecstore.Scalar("i64")})
+        # LMDB refuses a second open of one environment in a process.
+        with pytest.raises(StorageError, match="already open in this process") as info:
+            vecstore.open(path, readonly=True)
+        assert "share the Store you already have" in info.value.hint
+    # A read-only open of a store whose lock.mdb this user cannot write: the
+    # generic hint ("open with readonly=True") would send them in a circle.
+    def refuse(*args, **kwargs):
+        raise lmdb.ReadonlyError(str(path), "Permission denied")
+
+    monkeypatch.setattr(lmdb, "open", refuse)
+    with pytest.raises(StorageError, match="Permission denied") as info:
+        vecstore.open(path, readonly=True)
+    assert "needs write access to lock.mdb" in info.value.hint
+
+
+def test_a_store_without_its_data_file_is_reported_as_damaged(tmp_path):
+    path = tmp_path / "s.vs"
+    with vecstore.open(path) as s:
+        t = s.create_table("t", {"x": vecstore.Scalar("i64")})
+        t.put([1, 2], {"x": [1, 2]})
+        t.may_contain([1])  # writes bloom/
+    (path / "data.mdb").unlink()
+    for readonly in (False, True):
+        with pytest.raises(vecstore.CorruptionError, match="data file .data.mdb. is missing") as info:
+            vecstore.open(path, readonly=readonly)
+        assert "restore the store from a backup" in info.value.hint
+    assert not (path / "data.mdb").exists()  # nothing was created in its place
+    with pytest.raises(vecstore.NotAStoreError, match="non-empty directory"):  # a folder of something else
+        other = tmp_path / "photos"
+        other.mkdir()
+        (other / "a.jpg").write_bytes(b"x")
+        vecstore.open(other)

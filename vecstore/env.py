@@ -263,7 +263,18 @@ class Env:
                 **self._opts,
             )
         except lmdb.Error as e:
-            raise wrap_lmdb_error(e, f"opening LMDB environment at {self.path}") from e
+            err = wrap_lmdb_error(e, f"opening LMDB environment at {self.path}")
+            if "already open in this process" in str(e):
+                err.hint = (
+                    "a process opens a store once: share the Store you already have "
+                    "(threads may use it at once), or close it first"
+                )
+            elif self.readonly and isinstance(e, lmdb.ReadonlyError):
+                err.hint = (
+                    "even a read-only open needs write access to lock.mdb (LMDB's table of readers): "
+                    "make it writable for this user, or read a copy of the store"
+                )
+            raise err from e
         # An existing environment may already be larger than asked for.
         if env.info()["map_size"] < self._initial_map_size and not self.readonly:
             env.set_mapsize(self._initial_map_size)

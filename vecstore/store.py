@@ -37,6 +37,7 @@ from . import __version__
 from .dirlock import LOCK_NAME, DirLock
 from .env import Env
 from .errors import (
+    CorruptionError,
     FormatVersionError,
     NotAStoreError,
     SchemaError,
@@ -106,6 +107,12 @@ class Store:
                 raise NotAStoreError(f"{self.path} is a file, not a store directory")
             # A lock file alone is what a creator racing with us leaves before LMDB's files.
             if self.path.is_dir() and any(p.name != LOCK_NAME for p in self.path.iterdir()):
+                if (self.path / "lock.mdb").exists() or any((self.path / d).is_dir() for d in ("bloom", "index", "logs")):
+                    # vecstore's own files without data.mdb: a damaged store, not a wrong path.
+                    raise CorruptionError(
+                        f"{self.path} is a store whose data file (data.mdb) is missing",
+                        hint="its rows are gone: restore the store from a backup",
+                    )
                 raise NotAStoreError(
                     f"{self.path} is a non-empty directory without a store in it",
                     hint="pick a new path; vecstore creates the directory itself",

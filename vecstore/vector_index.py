@@ -9,7 +9,7 @@ content and position can never disagree, and a damaged file is detected on
 load (usearch files carry no checksum of their own; docs/format.md).
 
 Known usearch behaviours this module designs around (each pinned by a test in
-tests/test_usearch_traps.py against the pinned usearch version):
+tests/test_search_consistency.py against the pinned usearch version):
 
 * ``add`` of a key already present raises: an upsert is ``remove`` + ``add``.
 * ``remove`` never frees memory or file space: removed vectors are counted as
