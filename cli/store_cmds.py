@@ -172,7 +172,7 @@ def verify(path: str, repair: bool, quiet: bool, as_json: bool) -> None:
 
 @click.command()
 @click.argument("path", type=click.Path(file_okay=False))
-@click.option("--keep-logs", "keep_logs", type=click.FloatRange(0, min_open=True), metavar="DAYS",
+@click.option("--keep-logs", "keep_logs", type=click.FloatRange(0), metavar="DAYS",
               help="Also delete feature-log records older than DAYS days.")
 @quiet_option
 @json_option

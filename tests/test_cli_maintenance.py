@@ -201,6 +201,23 @@ def test_compact_shrinks_after_deletes_and_keeps_live_rows(tmp_path):
     assert human.exit_code == 0 and "compacted" in human.output and "rows kept: items 2,000" in human.output
 
 
+def test_compact_keep_logs_accepts_zero_like_the_library(tmp_path):
+    # --keep-logs 0 keeps nothing logged before now (the library's keep_logs_days=0);
+    # a negative number of days is refused in one line, changing nothing.
+    path = tmp_path / "s.vs"
+    make_store(path, n=100)
+    with vecstore.open(path) as s:
+        for r in range(3):
+            s.log.ranking(f"r{r}", ["item-1"], [1.0], table="items", ts=time.time() - 60)
+    r = run("compact", path, "--keep-logs", "-1")
+    assert r.exit_code != 0 and "-1" in r.output
+    with vecstore.open(path) as s:
+        assert s.log.info().ranking_calls == 3
+    r = run("compact", path, "--keep-logs", "0", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["log_pruned"]["records_removed"] == 3
+
+
 def test_compact_refuses_while_a_server_has_the_store_open(tmp_path):
     path = tmp_path / "s.vs"
     make_store(path, n=500)
