@@ -405,10 +405,13 @@ class Store:
         return log
 
     def flush(self) -> None:
-        """Persist derived files (Bloom snapshots) and fsync LMDB and the feature log.
+        """Persist derived files (Bloom and index snapshots) and fsync LMDB and the feature log.
 
         Never needed for durability of rows (each commit is durable when
-        ``sync=True``); it makes the next open faster.  For the feature log it
+        ``sync=True``); it makes the next open faster.  Only what this process
+        has loaded is saved: a Bloom filter or index it never used has nothing
+        newer than its snapshot file (or has none yet: the first
+        ``may_contain`` or ``search`` builds it).  For the feature log it
         is ``store.log.flush()``: what was logged survives an OS crash.
         """
         if self._log is not None:
