@@ -563,3 +563,20 @@ def test_id_collision_in_first_batch_drops_new_table(tmp_path):
         import_file(store, "t", path, batch_size=100)
     assert e.value.rows_imported == 0 and e.value.existing_id != e.value.new_id
     assert "t" not in store
+
+
+def test_csv_null_markers_are_only_empty_cells(tmp_path):
+    # pyarrow's CSV reader takes NA, null, NaN, N/A, #N/A... for nulls by default,
+    # which dropped real values (the country code "NA") and turned float NaN
+    # into "no value".  Only an empty cell is a null; a quoted "" is a string.
+    f = tmp_path / "na.csv"
+    f.write_text('id,country,score\n1,NA,1.5\n2,null,NaN\n3,N/A,-nan\n4,"",\n5,,2.5\n""," NA ",3.5\n')
+    with vecstore.open(tmp_path / "s.vs") as s:
+        import_file(s, "t", f, features={"country": vecstore.Category(), "score": vecstore.Scalar("f64")})
+        rows = s.table("t").get(["1", "2", "3", "4", "5", ""])
+        assert rows.found.all()  # a quoted "" ID is the empty-string ID
+        assert rows["country"].tolist() == ["NA", "null", "N/A", "", None, " NA "]
+        assert rows.present("country").tolist() == [True, True, True, True, False, True]
+        score = rows["score"]
+        assert score[0] == 1.5 and np.isnan(score[1]) and np.isnan(score[2]) and score[5] == 3.5
+        assert rows.present("score").tolist() == [True, True, True, False, True, True]  # NaN is a value

@@ -303,8 +303,13 @@ def _open_csv(path: Path, types: dict[str, pa.DataType]) -> _Source:
     reader = pacsv.open_csv(
         path,
         read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES),
-        # An empty cell is a null (no value) in every column; a quoted "" stays an empty string.
-        convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True),
+        # An empty cell is a null (no value) in every column; a quoted "" stays an
+        # empty string.  Nothing else is a null: pyarrow's default markers (NA,
+        # null, NaN, N/A, ...) would drop real values such as the country code
+        # "NA", and a float NaN is a value.
+        convert_options=pacsv.ConvertOptions(
+            column_types=types, null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False
+        ),
     )
     return _Source(reader.schema, None, None, iter(reader))
 
