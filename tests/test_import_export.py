@@ -580,3 +580,12 @@ def test_csv_null_markers_are_only_empty_cells(tmp_path):
         score = rows["score"]
         assert score[0] == 1.5 and np.isnan(score[1]) and np.isnan(score[2]) and score[5] == 3.5
         assert rows.present("score").tolist() == [True, True, True, False, True, True]  # NaN is a value
+
+
+def test_a_repeated_column_name_is_refused_in_one_line(tmp_path):
+    f = tmp_path / "dup.csv"
+    f.write_text("id,a,a\n1,2,3\n")
+    with vecstore.open(tmp_path / "s.vs") as s:
+        with pytest.raises(ImportFileError, match="more than one column named 'a'"):
+            import_file(s, "t", f)
+        assert "t" not in s

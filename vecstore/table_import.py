@@ -647,6 +647,12 @@ def import_file(
         raise ImportFileError(f"cannot read {p} as {fmt}: {_first_line(e)}", hint=hint) from None
 
     names = src.schema.names
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ImportFileError(
+            f"{p} has more than one column named {', '.join(map(repr, repeated))}",
+            hint="rename the repeated columns in the file's header so each name appears once",
+        )
     if id_column not in names:
         raise ImportFileError(
             f"{p} has no ID column {id_column!r} (columns: {', '.join(names) or 'none'})",
