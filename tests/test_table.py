@@ -330,3 +330,18 @@ def test_a_truncated_row_is_reported_not_read_as_its_neighbour(tmp_path, batch, 
         s._env.write(lambda txn: txn.put(kb, txn.get(kb, db=rows)[: W - 8], db=rows))
         with pytest.raises(vecstore.CorruptionError, match="shorter"):
             t.get(ids[50 - batch // 2 : 50 + batch // 2])
+
+
+@pytest.mark.parametrize("bad", [1.5, True, 0, "3"])
+def test_idlist_max_len_must_be_a_whole_number(bad):
+    with pytest.raises(vecstore.SchemaError, match="max_len must be a whole number"):
+        vecstore.IdList(max_len=bad)
+
+
+def test_a_stored_fractional_idlist_max_len_still_opens():
+    # Schemas written before the check keep loading; the limit acts as it did.
+    from vecstore.features import feature_from_dict
+
+    assert feature_from_dict({"kind": "idlist", "max_len": 2.5}, stored=True) == vecstore.IdList(max_len=2)
+    with pytest.raises(vecstore.SchemaError):
+        feature_from_dict({"kind": "idlist", "max_len": 2.5})

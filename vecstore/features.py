@@ -195,8 +195,11 @@ class IdList:
     kind = "idlist"
 
     def __post_init__(self) -> None:
-        if self.max_len is not None and self.max_len < 1:
-            raise SchemaError(f"IdList max_len must be >= 1, got {self.max_len}")
+        m = self.max_len
+        if m is not None and (isinstance(m, (bool, np.bool_)) or not isinstance(m, (int, np.integer)) or m < 1):
+            raise SchemaError(f"IdList max_len must be a whole number >= 1, got {m!r}")
+        if isinstance(m, np.integer):
+            object.__setattr__(self, "max_len", int(m))
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "idlist", "max_len": self.max_len}
@@ -279,7 +282,12 @@ def feature_from_dict(d: dict[str, Any], *, stored: bool = False) -> Feature:
     if kind == "category":
         return Category()
     if kind == "idlist":
-        return IdList(max_len=d.get("max_len"))
+        m = d.get("max_len")
+        if stored and isinstance(m, float) and not isinstance(m, bool) and math.isfinite(m) and m >= 1:
+            # Written before max_len was checked to be whole: keep the table
+            # readable, with the limit as it acted (a length <= m passed).
+            m = math.floor(m)
+        return IdList(max_len=m)
     if kind == "vector":
         idx = d.get("index")
         return Vector(d["dim"], dtype=d["dtype"], metric=d["metric"], index=None if idx is None else HNSW(**idx))
