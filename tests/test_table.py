@@ -345,3 +345,26 @@ def test_a_stored_fractional_idlist_max_len_still_opens():
     assert feature_from_dict({"kind": "idlist", "max_len": 2.5}, stored=True) == vecstore.IdList(max_len=2)
     with pytest.raises(vecstore.SchemaError):
         feature_from_dict({"kind": "idlist", "max_len": 2.5})
+
+
+def test_rows_with_mixed_id_kinds_round_trip_through_arrow_and_pylist(tmp_path):
+    # Ints beside strings in ID lists were turned into text by to_arrow(), so
+    # put(ids, get(ids).to_arrow()) wrote different entities; to_pylist() did too.
+    with vecstore.open(tmp_path / "s.vs") as s:
+        t = s.create_table("t", {"tags": vecstore.IdList(), "x": vecstore.Scalar("f32"), "v": vecstore.Vector(2)})
+        ids = [1, "1", b"\xff", "a"]
+        t.put(ids, {"tags": [[1, 2], ["x", 3], [b"q", b"\xfe"], None], "x": [1.0, 2.0, 3.0, 4.0],
+                    "v": np.array([[1, 2], [3, 4], [5, 6], [7, 8]], dtype=np.float32)})
+        t.put(["a"], {"x": np.array([np.nan])})
+        rows = t.get(ids)
+        table = rows.to_arrow()
+        t.put(ids, table)  # goes back in as it is
+        again = t.get(ids)
+        assert list(again["tags"]) == list(rows["tags"]) == [[1, 2], ["x", 3], [b"q", b"\xfe"], None]
+        listed = rows.to_pylist()
+        assert [r["id"] for r in listed] == ids  # each ID keeps its kind
+        assert [r["tags"] for r in listed] == [[1, 2], ["x", 3], [b"q", b"\xfe"], None]
+        assert listed[0]["v"] == [1.0, 2.0] and listed[0]["x"] == 1.0 and np.isnan(listed[3]["x"])
+        t.put(["b"], {"x": np.array([5.0])})
+        missing = t.get(["b"]).to_pylist()[0]
+        assert missing["tags"] is None and missing["v"] is None and missing["x"] == 5.0

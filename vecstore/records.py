@@ -224,6 +224,10 @@ def from_arrow(columns: Any, schema: TableSchema) -> Any:
             out[name] = col.to_numpy(zero_copy_only=False).astype(np.float64)
         elif isinstance(spec, Scalar):
             out[name] = col.to_numpy(zero_copy_only=False)
+        elif isinstance(spec, IdList) and pa.types.is_struct(getattr(col.type, "value_type", None) or pa.null()):
+            # ID lists mixing ints and strings (Rows.to_arrow, export_table): one field set per ID.
+            out[name] = [None if v is None else [next((x for x in d.values() if x is not None), None) for d in v]
+                         for v in col.to_pylist()]
         else:  # Category, IdList, or unknown (reported by the caller)
             out[name] = col.to_pylist()
     return out

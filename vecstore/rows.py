@@ -48,6 +48,46 @@ __all__ = ["Rows", "arrow_ids"]
 _FULL = "__full__"
 
 
+# An Arrow column of IDs that mix ints with strings (or bytes) keeps each ID's
+# kind: 42 and "42" are two entities, which one typed column would merge.
+MIXED_ID_TYPE = pa.struct([("int", pa.int64()), ("str", pa.string()), ("bytes", pa.binary())])
+
+
+def id_kinds(values: Any, kinds: set[str]) -> None:
+    """Add the kinds of IDs in ``values`` to ``kinds``: "int", "str" or "bytes" (bytes that are not UTF-8)."""
+    for v in values:
+        if isinstance(v, str):
+            kinds.add("str")
+        elif isinstance(v, bytes):
+            try:
+                v.decode("utf-8")
+                kinds.add("str")  # b"abc" and "abc" are one entity: a string column keeps it
+            except UnicodeDecodeError:
+                kinds.add("bytes")
+        else:
+            kinds.add("int")
+
+
+def arrow_id_type(kinds: set[str]) -> pa.DataType:
+    if "int" in kinds and kinds - {"int"}:
+        # 42 and "42" are two entities: one typed column would merge them, so
+        # each ID goes in the struct field of its kind.
+        return MIXED_ID_TYPE
+    if kinds == {"int"}:
+        return pa.int64()
+    return pa.binary() if "bytes" in kinds else pa.string()
+
+
+def convert_ids(values: Sequence[Any], typ: pa.DataType) -> list[Any]:
+    if typ == MIXED_ID_TYPE:
+        return [{"str" if isinstance(v, str) else "bytes" if isinstance(v, bytes) else "int": v} for v in values]
+    if pa.types.is_string(typ):
+        return [v.decode("utf-8") if isinstance(v, bytes) else v for v in values]
+    if pa.types.is_binary(typ):
+        return [v.encode("utf-8") if isinstance(v, str) else v for v in values]
+    return list(values)
+
+
 def arrow_ids(ids: Any) -> pa.Array:
     """An Arrow column of original IDs: int64, string or binary, or all as text when kinds mix.
 
@@ -205,18 +245,35 @@ class Rows:
             elif isinstance(spec, Category):
                 arr = pa.array(self._decode(name).tolist(), type=pa.string())
             elif isinstance(spec, IdList):
+                # Typed as export_table types them, so that put() reads them back
+                # as the same entities: int64, string, binary, or MIXED_ID_TYPE
+                # when ints and strings meet (never ints turned into text).
                 lists = self._decode(name).tolist()
-                try:
-                    arr = pa.array(lists)
-                except (pa.ArrowInvalid, pa.ArrowTypeError):
-                    # str and int IDs in one column: report them all as strings, as for ``id``.
-                    arr = pa.array([None if v is None else [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x)
-                                                            for x in v] for v in lists], type=pa.list_(pa.string()))
+                kinds: set[str] = set()
+                for v in lists:
+                    if v:
+                        id_kinds(v, kinds)
+                item = arrow_id_type(kinds) if kinds else pa.string()
+                arr = pa.array([None if v is None else convert_ids(v, item) for v in lists], type=pa.list_(item))
             else:
                 arr = pa.array(self._decode(name), mask=mask)
             cols[name] = arr
         return pa.table(cols)
 
     def to_pylist(self) -> list[dict[str, Any]]:
-        """One dict per row (``id`` plus each feature; None where missing)."""
-        return self.to_arrow().to_pylist()
+        """One dict per row (``id`` plus each feature; None where missing).
+
+        Built from the Python values, not through Arrow, so every ID keeps its
+        kind: the int ``1``, the str ``"1"`` and bytes stay what they were.
+        """
+        ids = self.ids.tolist() if isinstance(self.ids, np.ndarray) else list(self.ids)
+        cols: dict[str, list[Any]] = {}
+        for name in self.features:
+            spec = self._schema.features[name]
+            values = self._decode(name)
+            if isinstance(spec, (Scalar, Vector)):
+                present = self.present(name).tolist()
+                cols[name] = [v if p else None for v, p in zip(values.tolist(), present)]
+            else:
+                cols[name] = values.tolist() if isinstance(values, np.ndarray) else list(values)
+        return [{"id": i, **{name: col[row] for name, col in cols.items()}} for row, i in enumerate(ids)]

@@ -35,6 +35,10 @@ import pyarrow as pa
 
 from .errors import ExportError, ImportFileError, InvalidValueError, SchemaError
 from .features import Category, Feature, IdList, Scalar, Vector, feature_from_dict
+from .rows import MIXED_ID_TYPE
+from .rows import arrow_id_type as _arrow_id_type
+from .rows import convert_ids as _convert_ids
+from .rows import id_kinds as _id_kind
 
 if TYPE_CHECKING:
     from .rows import Rows
@@ -49,7 +53,6 @@ SCHEMA_METADATA_KEY = b"vecstore.schema"
 METADATA_VERSION = 1
 # IDs of a table (or ID list) that mixes int and str/bytes IDs: each value
 # sets the one field of its kind, so no two entities are merged.
-MIXED_ID_TYPE = pa.struct([("int", pa.int64()), ("str", pa.string()), ("bytes", pa.binary())])
 
 
 @dataclass(frozen=True)
@@ -86,31 +89,6 @@ def schema_from_metadata(metadata: Mapping[bytes, bytes] | None) -> dict[str, An
 # -- fixing the column types before the first batch ------------------------------------
 
 
-def _id_kind(values: Any, kinds: set[str]) -> None:
-    """Add the kinds of IDs in ``values`` to ``kinds``: "int", "str" or "bytes" (bytes that are not UTF-8)."""
-    for v in values:
-        if isinstance(v, str):
-            kinds.add("str")
-        elif isinstance(v, bytes):
-            try:
-                v.decode("utf-8")
-                kinds.add("str")  # b"abc" and "abc" are one entity: a string column keeps it
-            except UnicodeDecodeError:
-                kinds.add("bytes")
-        else:
-            kinds.add("int")
-
-
-def _arrow_id_type(kinds: set[str]) -> pa.DataType:
-    if "int" in kinds and kinds - {"int"}:
-        # 42 and "42" are two entities: one typed column would merge them, so
-        # each ID goes in the struct field of its kind.
-        return MIXED_ID_TYPE
-    if kinds == {"int"}:
-        return pa.int64()
-    return pa.binary() if "bytes" in kinds else pa.string()
-
-
 def _survey(table: Table, idlists: list[str], batch_size: int) -> tuple[set[str], dict[str, set[str]]]:
     """One pass over the IDs (and ID lists) to learn their types: Parquet needs them before the first row."""
     ids: set[str] = set()
@@ -137,16 +115,6 @@ def _feature_type(spec: Feature, list_type: pa.DataType | None) -> pa.DataType:
 
 
 # -- batches ----------------------------------------------------------------------------
-
-
-def _convert_ids(values: Sequence[Any], typ: pa.DataType) -> list[Any]:
-    if typ == MIXED_ID_TYPE:
-        return [{"str" if isinstance(v, str) else "bytes" if isinstance(v, bytes) else "int": v} for v in values]
-    if pa.types.is_string(typ):
-        return [v.decode("utf-8") if isinstance(v, bytes) else v for v in values]
-    if pa.types.is_binary(typ):
-        return [v.encode("utf-8") if isinstance(v, str) else v for v in values]
-    return list(values)
 
 
 def _column(rows: Rows, name: str, spec: Feature, typ: pa.DataType) -> pa.Array:
