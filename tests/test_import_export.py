@@ -441,13 +441,19 @@ def test_nulls_are_not_written(tmp_path, store):
 
 
 def test_features_do_not_change_how_an_existing_table_is_read(tmp_path, store):
-    # A schema file names more features than the file has, with other types:
-    # for an existing table only its own features decide how columns parse.
+    # For an existing table only its own features decide how columns parse: a
+    # schema that contradicts them is refused (naming what differs), nothing
+    # written; one that agrees, even naming fewer features, is fine.
     t = store.create_table("items", {"price": vecstore.Scalar("f32"), "category": vecstore.Category()})
     path = tmp_path / "w.jsonl"
     path.write_text('{"id": "a", "price": 1.5, "category": "7"}\n')
-    res = import_file(store, "items", path, features={"price": vecstore.Scalar("f64"), "ctr": vecstore.Scalar(),
-                                                      "category": vecstore.Scalar("i32")})
+    with pytest.raises(vecstore.SchemaError, match="no feature 'ctr'"):
+        import_file(store, "items", path, features={"price": vecstore.Scalar("f64"), "ctr": vecstore.Scalar(),
+                                                    "category": vecstore.Scalar("i32")})
+    with pytest.raises(vecstore.SchemaError, match="other specs for 'price', 'category'"):
+        import_file(store, "items", path, features={"price": vecstore.Scalar("f64"), "category": vecstore.Scalar("i32")})
+    assert len(t) == 0
+    res = import_file(store, "items", path, features={"category": vecstore.Category()})
     assert res.rows == 1 and t.get(["a"]).to_pylist() == [{"id": "a", "price": 1.5, "category": "7"}]
 
 
@@ -589,3 +595,21 @@ def test_a_repeated_column_name_is_refused_in_one_line(tmp_path):
         with pytest.raises(ImportFileError, match="more than one column named 'a'"):
             import_file(s, "t", f)
         assert "t" not in s
+
+
+def test_import_refuses_a_schema_that_contradicts_the_existing_table(tmp_path):
+    # features= only shapes a new table; into an existing one it used to be
+    # ignored silently, even when it asked for other specs (an i8 vector, a
+    # feature the table lacks).  A schema that agrees is fine.
+    vecs = np.random.default_rng(0).normal(size=(20, 8)).astype(np.float32)
+    f = tmp_path / "emb.npy"
+    np.save(f, vecs)
+    with vecstore.open(tmp_path / "s.vs") as s:
+        s.create_table("items", {"embedding": vecstore.Vector(8)})
+        for bad, message in (({"embedding": vecstore.Vector(4, dtype="i8")}, "other specs for 'embedding'"),
+                             ({"zzz": vecstore.Scalar()}, "has no feature 'zzz'")):
+            with pytest.raises(vecstore.SchemaError, match=message):
+                import_file(s, "items", f, vector_feature="embedding", features=bad, ids=list(range(20)))
+            assert len(s.table("items")) == 0
+        import_file(s, "items", f, vector_feature="embedding", features={"embedding": vecstore.Vector(8)}, ids=list(range(20)))
+        assert len(s.table("items")) == 20
