@@ -14,9 +14,9 @@ docs/format.md describes the layout byte by byte.
 from __future__ import annotations
 
 import dataclasses
-
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,30 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
 # Feature names a table cannot use: "id" is the entity ID's column in
 # Rows.to_arrow(), exports and imports.
 RESERVED_FEATURES = frozenset({"id"})
+
+
+def check_features_match(table: str, have: Mapping[str, Any], given: Mapping[str, Any]) -> None:
+    """SchemaError when ``given`` specs (meant to shape a new table) contradict an existing table's ``have``.
+
+    Used by imports into an existing table: ignoring them silently would
+    leave a user who asked for, say, an i8 vector with float32 ones and no
+    word about it.  Specs equal to the table's, as given or once resolved,
+    and a subset of its features, pass.
+    """
+    unknown = [n for n in given if n not in have]
+    if unknown:
+        raise SchemaError(
+            f"table {table!r} exists and has no feature {', '.join(map(repr, unknown))}; an import cannot add features",
+            hint="leave them out of the schema, or import into a new table",
+        )
+    resolved = check_new_table(table, dict(given))
+    differ = [n for n, spec in given.items() if have[n].to_dict() not in (spec.to_dict(), resolved[n].to_dict())]
+    if differ:
+        detail = "; ".join(f"{n}: stored {have[n]!r}, given {given[n]!r}" for n in differ)
+        raise SchemaError(
+            f"table {table!r} exists with other specs for {', '.join(map(repr, differ))} ({detail})",
+            hint="drop the schema for an existing table (its own specs apply), or import into a new table",
+        )
 
 
 def check_new_table(name: Any, features: Any) -> Any:

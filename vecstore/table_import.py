@@ -39,6 +39,7 @@ from .errors import (
     VecstoreError,
 )
 from .features import Category, Feature, IdList, Scalar, Vector
+from .schema import check_features_match
 from .table_export import MIXED_ID_TYPE, schema_from_metadata
 
 if TYPE_CHECKING:
@@ -108,34 +109,6 @@ def _unmix(values: list[dict[str, Any] | None]) -> list[Any]:
             raise InvalidValueError(f"a mixed-type ID must set exactly one of int/str/bytes, got {d!r}")
         out.append(got[0])
     return out
-
-
-def _check_features_match(existing: Table, features: Mapping[str, Feature]) -> None:
-    """SchemaError when ``features`` (which only shape a new table) contradict the existing one.
-
-    Silently importing with the table's own specs would leave a user who asked
-    for, say, an i8 vector with float32 ones and no word about it.
-    """
-    from .schema import check_new_table
-
-    have = existing.schema.features
-    unknown = [n for n in features if n not in have]
-    if unknown:
-        raise SchemaError(
-            f"table {existing.name!r} exists and has no feature {', '.join(map(repr, unknown))}; an import cannot add features",
-            hint="leave them out of the schema, or import into a new table",
-        )
-    resolved = check_new_table(existing.name, dict(features))
-    differ = [
-        n for n, spec in features.items()
-        if have[n].to_dict() not in (spec.to_dict(), resolved[n].to_dict())
-    ]
-    if differ:
-        detail = "; ".join(f"{n}: stored {have[n]!r}, given {features[n]!r}" for n in differ)
-        raise SchemaError(
-            f"table {existing.name!r} exists with other specs for {', '.join(map(repr, differ))} ({detail})",
-            hint="drop the schema for an existing table (its own specs apply), or import into a new table",
-        )
 
 
 def _check_id_type(t: pa.DataType, id_column: str) -> None:
@@ -653,7 +626,7 @@ def import_file(
     fmt = _detect_format(p, format)
     existing = store.table(table) if table in store else None
     if existing is not None and features:
-        _check_features_match(existing, features)
+        check_features_match(existing.name, existing.schema.features, features)
     # How to parse text columns: an existing table's own features decide (features=
     # only shapes a table being created), so a schema file never turns a column
     # into a type the table does not store, or adds columns the file lacks.
