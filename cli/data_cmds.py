@@ -220,6 +220,8 @@ def _jsonl_runs(
     run: list[dict[str, Any]] = []
     first = 0
     for lineno, line in enumerate(stream, 1):
+        if lineno == 1:
+            line = line.removeprefix("\ufeff")  # a UTF-8 byte order mark, as editors on Windows write
         if not line.strip():
             continue
         problem = None

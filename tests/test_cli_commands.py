@@ -480,3 +480,13 @@ def test_init_exist_ok_reports_what_it_added_and_what_differs(tmp_path):
     clash.write_text('[tables.ads.features]\nbid = "f64"\n')
     r = run("init", path, "--schema", clash, "--exist-ok")
     assert r.exit_code == 1 and "features that differ: bid" in r.output and "vecstore info" in r.output
+
+
+def test_put_reads_json_lines_that_start_with_a_byte_order_mark(tmp_path):
+    path = tmp_path / "bom.vs"
+    with vecstore.open(path) as s:
+        s.create_table("t", {"x": vecstore.Scalar("f32")})
+    r = run("put", str(path), "t", input='\ufeff{"id": "a", "x": 1.5}\n{"id": "b", "x": 2}\n')
+    assert r.exit_code == 0, r.output
+    with vecstore.open(path, readonly=True) as s:
+        assert s.table("t").get(["a", "b"])["x"].tolist() == [1.5, 2.0]

@@ -613,3 +613,21 @@ def test_import_refuses_a_schema_that_contradicts_the_existing_table(tmp_path):
             assert len(s.table("items")) == 0
         import_file(s, "items", f, vector_feature="embedding", features={"embedding": vecstore.Vector(8)}, ids=list(range(20)))
         assert len(s.table("items")) == 20
+
+
+def test_import_hints_fit_the_mistake(tmp_path):
+    with vecstore.open(tmp_path / "s.vs") as s:
+        arr = tmp_path / "array.jsonl"
+        arr.write_text('[{"id": "a", "x": 1}]\n')
+        with pytest.raises(ImportFileError) as info:
+            import_file(s, "t", arr)
+        assert info.value.hint and "not a JSON array" in info.value.hint
+        torn = tmp_path / "torn.jsonl"
+        torn.write_text('{"id": "a", "x": 1}\n{"id": "b", "x": \n')
+        with pytest.raises(ImportFileError) as info:
+            import_file(s, "t", torn)
+        assert not info.value.hint or "JSON array" not in info.value.hint  # a broken line is not an array
+        s.create_table("f", {"x": vecstore.Scalar("f32")})
+        with pytest.raises(vecstore.InvalidValueError) as info:
+            s.table("f").put(["a"], {"x": np.array([1e300])})
+        assert info.value.hint == "use f64"  # not "a wider dtype such as f32"

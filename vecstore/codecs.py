@@ -122,7 +122,7 @@ def encode_scalar(spec: Scalar, name: str, values: Any, n: int) -> np.ndarray:
             i = _first_bad(overflow)
             raise InvalidValueError(
                 f"feature {name!r} ({spec.dtype}) cannot hold {arr[i]!r} at row {i}: out of range",
-                hint="use a wider dtype such as f32 or f64" if spec.dtype != "f64" else None,
+                hint={"f16": "use a wider dtype such as f32 or f64", "f32": "use f64"}.get(spec.dtype),
             )
         return out
     info = np.iinfo(target)

@@ -111,6 +111,16 @@ def _unmix(values: list[dict[str, Any] | None]) -> list[Any]:
     return out
 
 
+def _starts_with(path: Path, prefix: bytes) -> bool:
+    """Whether the file's first non-blank bytes (after a UTF-8 BOM) are ``prefix``."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(prefix)
+
+
 def _check_id_type(t: pa.DataType, id_column: str) -> None:
     if pa.types.is_dictionary(t):
         t = t.value_type
@@ -646,7 +656,7 @@ def import_file(
             src = _open_npy(p, id_column=id_column, vector_feature=vector_feature, ids=ids, batch_size=batch_size,
                             int_text=int_text)
     except (pa.ArrowException, OSError) as e:
-        hint = "JSON Lines holds one JSON object per line, not a JSON array" if fmt == "jsonl" else None
+        hint = "JSON Lines holds one JSON object per line, not a JSON array" if fmt == "jsonl" and _starts_with(p, b"[") else None
         raise ImportFileError(f"cannot read {p} as {fmt}: {_first_line(e)}", hint=hint) from None
 
     names = src.schema.names
