@@ -394,8 +394,14 @@ def test_among_accepts_a_set_and_search_by_id_names_a_zero_row(store):
         t.search_by_id("z", k=1)
 
 
-def test_to_arrow_reports_mixed_id_kinds_as_text(store):
+def test_to_arrow_keeps_mixed_id_kinds_apart(store):
+    # The int 7 and the str "7" are two entities: mixed kinds get export's struct,
+    # and str IDs beside bytes stay str (pyarrow alone made them bytes).
     t = store.create_table("m", {"v": vecstore.Vector(4)})
-    t.put(["a", b"b", 7], {"v": np.eye(4, dtype=np.float32)[:3]})
-    col = t.search(np.ones(4, np.float32), k=3).to_arrow().column("id")
-    assert col.type == "string" and sorted(col.to_pylist()) == ["7", "a", "b"]
+    t.put(["a", b"b", 7, "7"], {"v": np.eye(4, dtype=np.float32)})
+    col = t.search(np.ones(4, np.float32), k=4).to_arrow().column("id")
+    assert col.type == vecstore.table_export.MIXED_ID_TYPE
+    got = sorted((k, v) for d in col.to_pylist() for k, v in d.items() if v is not None)
+    assert got == [("bytes", b"b"), ("int", 7), ("str", "7"), ("str", "a")]
+    only_text = t.get(["a", b"b"]).to_arrow().column("id")
+    assert only_text.type == "string" and only_text.to_pylist() == ["a", "b"]

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from .errors import CorruptionError, InvalidValueError
 from .features import IdList, Scalar, Vector
+from .rows import is_mixed_id_type, unmix_ids
 from .schema import TableSchema
 
 __all__ = ["assemble_values", "check_idlist", "from_arrow", "key_bytes", "sort_keep_last", "unpack_records"]
@@ -224,10 +225,9 @@ def from_arrow(columns: Any, schema: TableSchema) -> Any:
             out[name] = col.to_numpy(zero_copy_only=False).astype(np.float64)
         elif isinstance(spec, Scalar):
             out[name] = col.to_numpy(zero_copy_only=False)
-        elif isinstance(spec, IdList) and pa.types.is_struct(getattr(col.type, "value_type", None) or pa.null()):
+        elif isinstance(spec, IdList) and is_mixed_id_type(getattr(col.type, "value_type", pa.null())):
             # ID lists mixing ints and strings (Rows.to_arrow, export_table): one field set per ID.
-            out[name] = [None if v is None else [next((x for x in d.values() if x is not None), None) for d in v]
-                         for v in col.to_pylist()]
+            out[name] = [None if v is None else unmix_ids(v) for v in col.to_pylist()]
         else:  # Category, IdList, or unknown (reported by the caller)
             out[name] = col.to_pylist()
     return out

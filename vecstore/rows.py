@@ -37,11 +37,11 @@ import numpy as np
 import pyarrow as pa
 
 from .codecs import decode_vectors, f16_to_f32
-from .errors import UnknownFeatureError
+from .errors import InvalidValueError, UnknownFeatureError
 from .features import Category, IdList, Scalar, Vector
 from .schema import PRESENT, TableSchema
 
-__all__ = ["Rows", "arrow_ids"]
+__all__ = ["MIXED_ID_TYPE", "Rows", "arrow_id_type", "arrow_ids", "convert_ids", "id_kinds", "is_mixed_id_type", "unmix_ids"]
 
 # Cache key of the per-feature "every row has it" flags (names starting with
 # "__" are not valid feature names, so this cannot clash with one).
@@ -69,6 +69,7 @@ def id_kinds(values: Any, kinds: set[str]) -> None:
 
 
 def arrow_id_type(kinds: set[str]) -> pa.DataType:
+    """The Arrow type for IDs of these kinds (see :func:`id_kinds`); export_table writes the same."""
     if "int" in kinds and kinds - {"int"}:
         # 42 and "42" are two entities: one typed column would merge them, so
         # each ID goes in the struct field of its kind.
@@ -79,6 +80,7 @@ def arrow_id_type(kinds: set[str]) -> pa.DataType:
 
 
 def convert_ids(values: Sequence[Any], typ: pa.DataType) -> list[Any]:
+    """IDs as Python values for a column of type ``typ`` (a struct item per ID for MIXED_ID_TYPE)."""
     if typ == MIXED_ID_TYPE:
         return [{"str" if isinstance(v, str) else "bytes" if isinstance(v, bytes) else "int": v} for v in values]
     if pa.types.is_string(typ):
@@ -88,19 +90,39 @@ def convert_ids(values: Sequence[Any], typ: pa.DataType) -> list[Any]:
     return list(values)
 
 
-def arrow_ids(ids: Any) -> pa.Array:
-    """An Arrow column of original IDs: int64, string or binary, or all as text when kinds mix.
+def is_mixed_id_type(t: pa.DataType) -> bool:
+    """Whether ``t`` is MIXED_ID_TYPE, or a struct of some of its fields (as other writers may leave out one)."""
+    return pa.types.is_struct(t) and 0 < t.num_fields and all(
+        t.field(i).name in MIXED_ID_TYPE.names and t.field(i).type == MIXED_ID_TYPE.field(t.field(i).name).type
+        for i in range(t.num_fields)
+    )
 
-    (pyarrow itself would turn ``["a", b"b"]`` into a binary column, showing
-    the str IDs as bytes; a batch of several kinds is reported as strings.)
+
+def unmix_ids(values: list[dict[str, Any] | None]) -> list[Any]:
+    """Inverse of :func:`convert_ids` for MIXED_ID_TYPE: each struct must set exactly one field."""
+    out = []
+    for d in values:
+        got = [v for v in (d or {}).values() if v is not None]
+        if len(got) != 1:
+            raise InvalidValueError(f"a mixed-type ID must set exactly one of int/str/bytes, got {d!r}")
+        out.append(got[0])
+    return out
+
+
+def arrow_ids(ids: Any) -> pa.Array:
+    """An Arrow column of original IDs, typed as export_table types them.
+
+    int64, string or binary for one kind; ``MIXED_ID_TYPE`` when ints and
+    strings meet, so that the int 42 and the str "42" stay two entities (and
+    pyarrow does not turn str IDs beside bytes into bytes).
     """
     if isinstance(ids, np.ndarray):
         return pa.array(ids)
     ids = list(ids)
-    kinds = {bytes if isinstance(i, bytes) else str if isinstance(i, str) else int for i in ids}
-    if len(kinds) > 1:
-        return pa.array([i.decode("utf-8", "replace") if isinstance(i, bytes) else str(i) for i in ids], type=pa.string())
-    return pa.array(ids)
+    kinds: set[str] = set()
+    id_kinds(ids, kinds)
+    typ = arrow_id_type(kinds) if kinds else pa.string()
+    return pa.array(convert_ids(ids, typ), type=typ)
 
 
 class Rows:

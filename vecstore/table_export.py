@@ -35,10 +35,7 @@ import pyarrow as pa
 
 from .errors import ExportError, ImportFileError, InvalidValueError, SchemaError
 from .features import Category, Feature, IdList, Scalar, Vector, feature_from_dict
-from .rows import MIXED_ID_TYPE
-from .rows import arrow_id_type as _arrow_id_type
-from .rows import convert_ids as _convert_ids
-from .rows import id_kinds as _id_kind
+from .rows import MIXED_ID_TYPE, arrow_id_type, convert_ids, id_kinds
 
 if TYPE_CHECKING:
     from .rows import Rows
@@ -94,11 +91,11 @@ def _survey(table: Table, idlists: list[str], batch_size: int) -> tuple[set[str]
     ids: set[str] = set()
     lists: dict[str, set[str]] = {f: set() for f in idlists}
     for rows in table.scan(batch_size=batch_size, features=idlists):
-        _id_kind(rows.ids, ids)
+        id_kinds(rows.ids, ids)
         for f in idlists:
             for v in rows[f]:
                 if v:
-                    _id_kind(v, lists[f])
+                    id_kinds(v, lists[f])
     return ids, lists
 
 
@@ -133,12 +130,12 @@ def _column(rows: Rows, name: str, spec: Feature, typ: pa.DataType) -> pa.Array:
     if item == MIXED_ID_TYPE or not pa.types.is_int64(item) and any(
         isinstance(x, (bytes if pa.types.is_string(item) else str)) for v in values if v for x in v
     ):
-        values = [None if v is None else _convert_ids(v, item) for v in values]
+        values = [None if v is None else convert_ids(v, item) for v in values]
     return pa.array(values, type=typ)
 
 
 def _batch(rows: Rows, schema: pa.Schema, specs: dict[str, Feature]) -> pa.RecordBatch:
-    cols = [pa.array(_convert_ids(rows.ids, schema.field(0).type), type=schema.field(0).type)]
+    cols = [pa.array(convert_ids(rows.ids, schema.field(0).type), type=schema.field(0).type)]
     cols += [_column(rows, n, specs[n], schema.field(n).type) for n in specs]
     return pa.RecordBatch.from_arrays(cols, schema=schema)
 
@@ -219,8 +216,8 @@ def export_table(
 
     idlists = [n for n, s in specs.items() if isinstance(s, IdList)]
     id_kinds, list_kinds = _survey(table, idlists, batch_size)
-    id_type = _arrow_id_type(id_kinds)
-    list_types = {f: _arrow_id_type(k) for f, k in list_kinds.items()}
+    id_type = arrow_id_type(id_kinds)
+    list_types = {f: arrow_id_type(k) for f, k in list_kinds.items()}
     doc = {
         "version": METADATA_VERSION,
         "table": table.name,

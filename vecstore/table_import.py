@@ -39,8 +39,9 @@ from .errors import (
     VecstoreError,
 )
 from .features import Category, Feature, IdList, Scalar, Vector
+from .rows import is_mixed_id_type, unmix_ids
 from .schema import check_features_match
-from .table_export import MIXED_ID_TYPE, schema_from_metadata
+from .table_export import schema_from_metadata
 
 if TYPE_CHECKING:
     from .store import Store
@@ -93,24 +94,6 @@ def _is_list(t: pa.DataType) -> bool:  # variable size
     return pa.types.is_list(t) or pa.types.is_large_list(t)
 
 
-def _is_mixed(t: pa.DataType) -> bool:
-    """The struct export_table writes for IDs that mix ints and strings (one field set per value)."""
-    return pa.types.is_struct(t) and 0 < t.num_fields and all(
-        t.field(i).name in MIXED_ID_TYPE.names and t.field(i).type == MIXED_ID_TYPE.field(t.field(i).name).type
-        for i in range(t.num_fields)
-    )
-
-
-def _unmix(values: list[dict[str, Any] | None]) -> list[Any]:
-    out = []
-    for d in values:
-        got = [v for v in (d or {}).values() if v is not None]
-        if len(got) != 1:
-            raise InvalidValueError(f"a mixed-type ID must set exactly one of int/str/bytes, got {d!r}")
-        out.append(got[0])
-    return out
-
-
 def _starts_with(path: Path, prefix: bytes) -> bool:
     """Whether the file's first non-blank bytes (after a UTF-8 BOM) are ``prefix``."""
     try:
@@ -127,7 +110,7 @@ def _check_id_type(t: pa.DataType, id_column: str) -> None:
     if pa.types.is_null(t):
         # What text readers infer for a column with no values at all.
         raise ImportFileError(f"ID column {id_column!r} holds no values: the file has no data rows, or no IDs in them")
-    if not (pa.types.is_integer(t) or _is_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t) or _is_mixed(t)):
+    if not (pa.types.is_integer(t) or _is_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t) or is_mixed_id_type(t)):
         raise ImportFileError(
             f"ID column {id_column!r} has type {t}; IDs must be strings or integers",
             hint="pick another column with id_column= (CLI: --id-column)",
@@ -143,7 +126,7 @@ def _infer_one(name: str, t: pa.DataType, sample: pa.RecordBatch | None) -> Feat
         return Scalar("bool")
     if _is_string(t) or (pa.types.is_dictionary(t) and _is_string(t.value_type)):
         return Category()
-    if _is_list(t) and (_is_string(t.value_type) or pa.types.is_integer(t.value_type) or _is_mixed(t.value_type)):
+    if _is_list(t) and (_is_string(t.value_type) or pa.types.is_integer(t.value_type) or is_mixed_id_type(t.value_type)):
         return IdList()
     if pa.types.is_fixed_size_list(t) and pa.types.is_floating(t.value_type):
         return Vector(t.list_size, dtype="f32")
@@ -218,7 +201,7 @@ def _check_column_type(name: str, spec: Feature, t: pa.DataType) -> None:
     elif isinstance(spec, IdList):
         v = t.value_type if _is_list(t) else None
         ok = v is not None and (
-            _is_string(v) or pa.types.is_integer(v) or pa.types.is_binary(v) or pa.types.is_null(v) or _is_mixed(v)
+            _is_string(v) or pa.types.is_integer(v) or pa.types.is_binary(v) or pa.types.is_null(v) or is_mixed_id_type(v)
         )
     else:
         assert isinstance(spec, Vector)
@@ -458,7 +441,7 @@ def _ids_of(col: pa.Array, start: int, id_column: str) -> Any:
         return col.to_numpy(zero_copy_only=False)
     # An explicit empty string is an ID like any other, as in put() (so an
     # exported table imports back); an empty CSV cell reads as null, above.
-    values = _unmix(col.to_pylist()) if _is_mixed(col.type) else col.to_pylist()
+    values = unmix_ids(col.to_pylist()) if is_mixed_id_type(col.type) else col.to_pylist()
     return np.array(values + [None], dtype=object)[:-1]  # the None keeps bytes/str objects 1-D
 
 
@@ -475,8 +458,8 @@ def _column_values(name: str, spec: Feature, col: pa.Array) -> Any:
         return flat.reshape(len(col), spec.dim)
     if isinstance(spec, Scalar):
         return col.to_numpy(zero_copy_only=False)
-    if isinstance(spec, IdList) and _is_mixed(col.type.value_type):
-        return [_unmix(v) for v in col.to_pylist()]
+    if isinstance(spec, IdList) and is_mixed_id_type(col.type.value_type):
+        return [unmix_ids(v) for v in col.to_pylist()]
     return col.to_pylist()
 
 
