@@ -39,7 +39,7 @@ from ..errors import InvalidValueError
 from .delta import SegInfo
 from .frames import KIND_LABEL, STAGE_OF_KIND, next_good_frame
 from .inputs import to_time
-from .segments import hold, list_segments, rewrite, salvage, scan_delta
+from .segments import hold, list_segments, rewrite, scan_delta
 
 if TYPE_CHECKING:
     from .log import FeatureLog
@@ -179,7 +179,8 @@ def compact(log: FeatureLog) -> PruneReport:
                     # there would lose them.  Keep every frame that checks out;
                     # the copy keeps the offsets up to `covered`, so the entry
                     # stays valid and the catch-up below reads only the rest.
-                    tmp, lost = salvage(seg)
+                    tmp, _, kept = rewrite(seg, lambda f: True, step_over_damage=True)
+                    lost = size - kept
                     info.size = info.covered  # not the file's size: the catch-up scans on from `covered`
                     index.set_entry(seg.name, info, rename=(tmp, seg))
                     repaired += 1

@@ -240,49 +240,31 @@ def scan_delta(path: Path, start: int, *, bucket_seconds: int, stop: int | None 
     return delta, res
 
 
-def salvage(path: Path) -> tuple[Path, int]:
-    """Copy every frame of ``path`` that checks out to a file beside it, stepping over damage.
+def rewrite(path: Path, keep: Callable[[Frame], bool], *, step_over_damage: bool = False) -> tuple[Path, int, int]:
+    """Copy the frames ``keep`` accepts (and every header, schema and dictionary frame) to a file beside ``path``.
 
-    A frame that fails its checks is skipped up to the next frame that passes
-    them (found by its magic and verified by its checksum, so a false match
-    is not taken); what follows the last good frame is a torn tail and is
-    left out.  Frames are copied byte for byte and in order, so everything
-    before the first damage keeps its offset.  Returns ``(temporary path,
-    bytes left out)``; the caller renames it over the original.
+    Frames are copied byte for byte and in order, so their checksums still
+    hold.  The copy stops at the first frame that fails its checks, unless
+    ``step_over_damage``: then it goes on from the next frame that passes them
+    (found by its magic and verified by its checksum, so a false match is not
+    taken); what follows the last good frame is a torn tail either way.
+    Returns ``(temporary path, frames dropped, new size)``; the caller renames
+    it over the original once the index agrees.
     """
     tmp = path.parent / f".{path.name}.rewrite"
-    size = path.stat().st_size
+    dropped = 0
     with open(tmp, "wb") as out, open(path, "rb") as src:
         pos: int | None = 0
         while pos is not None:
             res = ScanResult()
             for frame in iter_frames(path, start=pos, result=res):
-                src.seek(frame.offset)
-                out.write(src.read(frame.end - frame.offset))
-            pos = None if res.problem is None else next_good_frame(path, res.valid_end + 1)
-        out.flush()
-        os.fsync(out.fileno())
-        kept = out.tell()
-    return tmp, size - kept
-
-
-def rewrite(path: Path, keep: Callable[[Frame], bool]) -> tuple[Path, int, int]:
-    """Copy the frames ``keep`` accepts (and every header, schema and dictionary frame) to a file beside ``path``.
-
-    Frames are copied byte for byte, so their checksums still hold.  Returns
-    ``(temporary path, frames dropped, new size)``; the caller renames it over
-    the original once the index agrees.
-    """
-    tmp = path.parent / f".{path.name}.rewrite"
-    dropped = 0
-    res = ScanResult()
-    with open(tmp, "wb") as out, open(path, "rb") as src:
-        for frame in iter_frames(path, result=res):
-            if frame.kind == KIND_HEADER or frame.kind in _DECLARATIONS or keep(frame):
-                src.seek(frame.offset)
-                out.write(src.read(frame.end - frame.offset))
-            else:
-                dropped += 1
+                if frame.kind == KIND_HEADER or frame.kind in _DECLARATIONS or keep(frame):
+                    src.seek(frame.offset)
+                    out.write(src.read(frame.end - frame.offset))
+                else:
+                    dropped += 1
+            damaged = step_over_damage and res.problem is not None
+            pos = next_good_frame(path, res.valid_end + 1) if damaged else None
         out.flush()
         os.fsync(out.fileno())
         size = out.tell()
