@@ -1,4 +1,4 @@
-"""What a logging call reads from its table: the features, the sampled rows, the IDs handed to ``get``.
+"""What a logging call reads from its table: the features resolved once, and the sampled rows.
 
 These run once per call in the serving path, so each avoids a cost that
 showed in profiles of a 5,000-candidate retrieval (see docs/feature-logging.md,
