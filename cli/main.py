@@ -122,8 +122,10 @@ def demo(path: str, n_items: int, n_users: int, n_requests: int, k: int, seed: i
 @click.option("--max-frame-bytes", default=64 << 20, show_default=True, type=click.IntRange(1024, (1 << 32) - 1),
               help="Largest request frame; a bigger one is refused and its connection closed.")
 @click.option("--max-connections", default=1024, show_default=True, type=click.IntRange(1), help="Concurrent clients.")
+@click.option("--log-flush-seconds", default=1.0, show_default=True, type=click.FloatRange(0, 86400),
+              help="Fsync the feature log this often, in the background (0: only when a client calls flush).")
 def serve(path: str, unix: str | None, host: str, port: int, token_file: str | None, read_only: bool,
-          max_frame_bytes: int, max_connections: int) -> None:
+          max_frame_bytes: int, max_connections: int, log_flush_seconds: float) -> None:
     """Serve the store at PATH to other processes (the sidecar server) until SIGTERM/SIGINT.
 
     \b
@@ -141,7 +143,8 @@ def serve(path: str, unix: str | None, host: str, port: int, token_file: str | N
     # Opened here (never created: only init/import/put create stores) and closed on the way out.
     with open_store(path, readonly=read_only) as store:
         run_server(store, unix=unix, host=host, port=port, token_file=token_file, read_only=read_only,
-                   max_frame_bytes=max_frame_bytes, max_connections=max_connections, ready=ready)
+                   max_frame_bytes=max_frame_bytes, max_connections=max_connections,
+                   log_flush_seconds=log_flush_seconds or None, ready=ready)
 
 
 for _cmd in (init, info, import_, export, get, put, delete, search, verify, compact, backup, logs):

@@ -454,6 +454,7 @@ class Server:
         auth_timeout: float = 10.0,
         stall_timeout: float = 60.0,
         shutdown_grace: float = 30.0,
+        log_flush_seconds: float | None = 1.0,
     ) -> None:
         if token is not None and not token:
             raise VecstoreError("the token must not be empty")
@@ -471,6 +472,10 @@ class Server:
         self.host, self.port = host, port
         self.token = token.encode("utf-8") if token is not None else None
         self.read_only = read_only or store.readonly
+        if not self.read_only:
+            # Clients log through the server and cannot time its fsyncs: bound
+            # what an OS crash loses to about this many seconds (None: flush() only).
+            store.log.flush_seconds = log_flush_seconds
         self.max_frame_bytes = max_frame_bytes
         self.max_connections = max_connections
         self.auth_timeout, self.stall_timeout, self.shutdown_grace = auth_timeout, stall_timeout, shutdown_grace

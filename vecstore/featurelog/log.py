@@ -13,8 +13,10 @@ and :meth:`~FeatureLog.drift`.  docs/feature-logging.md is the user guide.
 with one ``writev`` before it returns, so once a call returns a process crash
 (SIGKILL, OOM kill, segfault) cannot lose it.  :meth:`~FeatureLog.flush`
 fsyncs: what was logged before it returns also survives an OS crash or a
-power loss; what was logged after the last ``flush`` may not.  A crash in the
-middle of a write leaves a torn frame that readers detect and skip.
+power loss; what was logged after the last ``flush`` may not.  With
+``flush_seconds`` set, a background thread flushes that often, so the serving
+path never waits for the disk (see autoflush.py).  A crash in the middle of a
+write leaves a torn frame that readers detect and skip.
 
 Example::
 
@@ -45,9 +47,11 @@ from ..errors import (
     InvalidIdError,
     InvalidValueError,
     ReadOnlyError,
+    StorageError,
     StoreClosedError,
     TableNotFoundError,
 )
+from .autoflush import AutoFlusher, check_flush_seconds
 from .columns import (
     encode_ids,
     encode_scores,
@@ -137,7 +141,9 @@ class FeatureLog:
       logged into the shared index (default 1 s), so other processes see it
       without rescanning;
     * ``segment_bytes`` / ``segment_seconds``: when this process starts a new
-      segment file (256 MiB or one hour), which is the unit ``prune`` deletes.
+      segment file (256 MiB or one hour), which is the unit ``prune`` deletes;
+    * ``flush_seconds``: flush (fsync) from a background thread that often
+      (default None: only when :meth:`flush` is called); also settable later.
     """
 
     def __init__(
@@ -149,6 +155,7 @@ class FeatureLog:
         checkpoint_seconds: float = 1.0,
         segment_bytes: int = 256 << 20,
         segment_seconds: float = 3600.0,
+        flush_seconds: float | None = None,
     ) -> None:
         if isinstance(bucket_seconds, bool) or not isinstance(bucket_seconds, int) or bucket_seconds < 1:
             raise InvalidValueError(f"bucket_seconds must be a positive integer, got {bucket_seconds!r}")
@@ -171,6 +178,11 @@ class FeatureLog:
         self._recent: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
         self._tables: dict[str, Table] = {}
         self._closed = False
+        self._flush_seconds = check_flush_seconds(flush_seconds)
+        self._flusher: AutoFlusher | None = None  # started by the first call logged
+        self._flush_error: Exception | None = None  # a background flush's failure, for flush() to raise
+        self._appends = 0  # frames appended by this process; compared by the background flusher
+        self._flushed_appends = 0
         _live_logs.add(self)
 
     # -- plumbing ------------------------------------------------------------
@@ -216,6 +228,9 @@ class FeatureLog:
                 pass
         self._seg, self._unsynced = None, []
         self._delta = Delta(0, bucket_seconds=self._delta.bucket_seconds)
+        # The parent's flusher thread does not exist here; the child's first call starts its own.
+        self._flusher, self._flush_error = None, None
+        self._appends = self._flushed_appends = 0
 
     def _table(self, name: Any, fresh: bool) -> Table:
         # Table objects are cached: store.table() costs a read transaction.  A
@@ -281,6 +296,7 @@ class FeatureLog:
                         known.update(fresh)
                         self._delta.add_frame(KIND_DICT, ts)
             seg.append(kind, ts, meta, bufs)
+            self._appends += 1
             feed(self._delta)
             now = time.monotonic()
             due = (
@@ -290,6 +306,40 @@ class FeatureLog:
             )
         if due:
             self._checkpoint(wait=False)
+        if self._flusher is None and self._flush_seconds is not None:
+            self._start_flusher()
+
+    @property
+    def flush_seconds(self) -> float | None:
+        """Seconds between background :meth:`flush` calls (None: none); settable.  See autoflush.py.
+
+        An OS crash then loses at most about that many seconds of logging,
+        and no ``log.*`` call waits for the disk.  Example::
+
+            store.log.flush_seconds = 1.0
+        """
+        return self._flush_seconds
+
+    @flush_seconds.setter
+    def flush_seconds(self, value: float | None) -> None:
+        seconds = check_flush_seconds(value)
+        with self._lock:
+            old, self._flusher = self._flusher, None
+            self._flush_seconds = seconds
+        if old is not None:
+            old.stop()
+        if seconds is not None and self._seg is not None and not self._closed:
+            self._start_flusher()
+
+    def _start_flusher(self) -> None:
+        with self._lock:  # two threads logging at once start one flusher
+            if self._flusher is None and self._flush_seconds is not None and not self._closed:
+                self._flusher = AutoFlusher(self, self._flush_seconds)
+
+    def _flush_if_dirty(self) -> None:
+        """The background flusher's step: flush if anything was logged (or rotated) since the last flush."""
+        if self._appends != self._flushed_appends or self._unsynced:
+            self.flush()
 
     def _checkpoint(self, *, fsync: bool = False, rotate: bool = False, wait: bool = True) -> None:
         """Fold the pending delta into the index (covered = end of segment); maybe fsync, maybe rotate."""
@@ -560,6 +610,8 @@ class FeatureLog:
         """
         if self._closed or self.readonly:
             return
+        failed, self._flush_error = self._flush_error, None
+        appends = self._appends  # everything appended so far is covered by the checkpoint below
         if self._seg is not None:
             self._checkpoint(fsync=True)
         with self._ckpt_lock:  # segments finished (rotated) since the last flush
@@ -567,11 +619,23 @@ class FeatureLog:
         for fd in pending:
             os.fsync(fd)
             os.close(fd)
+        self._flushed_appends = appends
+        if failed is not None:
+            # After a failed fsync the kernel may have dropped those pages: a
+            # later fsync succeeding does not bring them back.
+            raise StorageError(
+                f"a background flush of the feature log failed: {failed}",
+                hint="what was logged before it may not be on disk: check the disk (space, I/O errors)",
+                cause=failed,
+            )
 
     def close(self) -> None:
         """Flush, finish this process's segment and close the index.  Further calls raise StoreClosedError."""
         if self._closed:
             return
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            flusher.stop()
         try:
             if not self.readonly and not self._store.closed:
                 self.flush()
