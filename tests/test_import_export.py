@@ -631,3 +631,36 @@ def test_import_hints_fit_the_mistake(tmp_path):
         with pytest.raises(vecstore.InvalidValueError) as info:
             s.table("f").put(["a"], {"x": np.array([1e300])})
         assert info.value.hint == "use f64"  # not "a wider dtype such as f32"
+
+
+def test_a_quote_left_open_in_csv_is_refused_not_swallowed(tmp_path):
+    # pyarrow reads an unclosed quote to the end of the file as one value: the
+    # rows after it vanished into a category string and the import "succeeded".
+    f = tmp_path / "open.csv"
+    f.write_text('id,price,category\na,1.5,x\nb,2.5,"y\nc,3.5,z\nd,4.5,w\n')
+    with vecstore.open(tmp_path / "s.vs") as s:
+        with pytest.raises(ImportFileError, match=r"column 'category' at row 1 spans several lines \(a quote left open\?\)"):
+            import_file(s, "t", f)
+        assert "t" not in s  # the new table is dropped again: nothing was imported
+        g = tmp_path / "open_id.csv"
+        g.write_text('price,id\n1.5,a\n2.5,"b\n3.5,c\n')
+        with pytest.raises(ImportFileError, match="column 'id' at row 1 spans several lines"):
+            import_file(s, "t", g)
+        # Quotes that close, commas and doubled quotes inside them, are fine.
+        h = tmp_path / "ok.csv"
+        h.write_text('id,category\na,"y, z"\nb,"He said ""hi"""\n')
+        import_file(s, "t", h)
+        assert s.table("t").get(["a", "b"])["category"].tolist() == ["y, z", 'He said "hi"']
+
+
+def test_a_quote_left_open_late_in_a_csv_stops_the_import_there(tmp_path, store, monkeypatch):
+    import vecstore.table_import as ti
+
+    monkeypatch.setattr(ti, "_BLOCK_BYTES", 1 << 10)  # several blocks: the open quote is read after some are written
+    path = tmp_path / "late.csv"
+    path.write_text("id,c\n" + "".join(f"k{i},v{i}\n" for i in range(300)) + 'k300,"open\n' + "k301,v\nk302,v\n")
+    with pytest.raises(ImportFileError, match="spans several lines") as e:
+        import_file(store, "t", path, batch_size=50)
+    assert 0 < e.value.rows_imported <= 300
+    assert len(store.table("t")) == e.value.rows_imported
+    assert not store.table("t").contains(["k301", "k302"]).any()

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .derived import catch_up
 from .errors import (
@@ -774,5 +775,22 @@ def _read_guarded(it: Iterator[pa.RecordBatch], path: Path, fmt: str) -> Iterato
             err = ImportFileError(f"cannot read {path} as {fmt} at or after row {rows}: {text}", hint=hint)
             err.row = rows  # type: ignore[attr-defined]
             raise err from None
+        if fmt == "csv":
+            _refuse_line_breaks(b, path, rows)
         rows += b.num_rows
         yield b
+
+
+def _refuse_line_breaks(b: pa.RecordBatch, path: Path, rows: int) -> None:
+    # A quote left open swallows every later line into one value, silently;
+    # values with line breaks are refused so that cannot pass for data.
+    for name, col in zip(b.schema.names, b.columns):
+        broken = pc.match_substring_regex(col, "[\r\n]") if pa.types.is_string(col.type) else None
+        if broken is not None and pc.any(broken).as_py():
+            i = int(np.flatnonzero(pc.fill_null(broken, False).to_numpy(zero_copy_only=False))[0])
+            err = ImportFileError(
+                f"{path}: the value of column {name!r} at row {rows + i} spans several lines (a quote left open?)",
+                hint="close the quote; for values with line breaks use Parquet or JSON lines",
+            )
+            err.row = rows + i  # type: ignore[attr-defined]
+            raise err
