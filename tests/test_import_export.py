@@ -558,6 +558,7 @@ def test_read_error_midway(tmp_path, store, monkeypatch):
         import_file(store, "t", path, batch_size=10)
     assert e.value.rows_imported == 90 and "90 rows were imported before the error" in str(e.value)
     assert "abc" in str(e.value) and "features=" in str(e.value)
+    assert "In column 'x':" in str(e.value)  # by name, not pyarrow's "CSV column #1"
     assert len(store.table("t")) == 90
 
 

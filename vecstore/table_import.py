@@ -666,7 +666,7 @@ def import_file(
     else:
         wanted = [n for n in names if n != id_column]
 
-    batches = _read_guarded(_rebatch(src.batches, batch_size), p, fmt)
+    batches = _read_guarded(_rebatch(src.batches, batch_size), p, fmt, src.schema.names)
     first = next(batches, None)
 
     created_specs: dict[str, Feature] | None = None
@@ -751,7 +751,7 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def _read_guarded(it: Iterator[pa.RecordBatch], path: Path, fmt: str) -> Iterator[pa.RecordBatch]:
+def _read_guarded(it: Iterator[pa.RecordBatch], path: Path, fmt: str, names: list[str]) -> Iterator[pa.RecordBatch]:
     """Turn a reader's failure (a malformed row, a value that does not parse) into ImportFileError."""
     rows = 0
     while True:
@@ -764,7 +764,9 @@ def _read_guarded(it: Iterator[pa.RecordBatch], path: Path, fmt: str) -> Iterato
         except StopIteration:
             return
         except (pa.ArrowException, OSError, UnicodeDecodeError) as e:
-            text = _first_line(e)
+            # pyarrow names a CSV column by its index: name it as the file does.
+            text = re.sub(r"CSV column #(\d+)", lambda m: f"column {names[int(m[1])]!r}" if int(m[1]) < len(names) else m[0],
+                          _first_line(e))
             if "UTF8" in text or isinstance(e, UnicodeDecodeError):
                 hint: str | None = "text files must be UTF-8; convert it first (e.g. iconv -f latin1 -t utf-8)"
             elif fmt in ("csv", "jsonl"):
