@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -206,7 +207,13 @@ def get(path: str, table: str, ids: tuple[str, ...], features: str | None, int_i
         print_table(names, [[r[n] if f or n == "id" else None for n in names] for f, r in zip(found, records)])
     missing = [str(r["id"]) for f, r in zip(found, records) if not f]
     if missing:
-        raise click.ClickException(f"{len(missing)} of {len(found)} ID(s) not stored in {table}: {', '.join(missing[:10])}")
+        hint = ""
+        if not int_ids and all(re.fullmatch(r"-?[0-9]+", m) for m in missing):
+            # A numeric CSV or Parquet column imports as int IDs, and 42 and "42" are different IDs.
+            hint = " (hint: if the table's IDs are integers, add --int-ids)"
+        raise click.ClickException(
+            f"{len(missing)} of {len(found)} ID(s) not stored in {table}: {', '.join(missing[:10])}{hint}"
+        )
 
 
 def _jsonl_runs(

@@ -168,6 +168,14 @@ def test_get_missing_id_exits_1_after_printing_the_rest(store_path):
     r = run("get", store_path, "items", "item-1", "ghost", "--json")
     assert r.exit_code == 1
     assert "1 of 2 ID(s) not stored in items: ghost" in r.output
+    assert "--int-ids" not in r.output
+
+
+def test_get_of_int_ids_spelled_as_text_hints_at_int_ids(store_path):
+    r = run("get", store_path, "users", "2")  # stored as the int 2, looked up as the str "2"
+    assert r.exit_code == 1
+    assert "1 of 1 ID(s) not stored in users: 2 (hint: if the table's IDs are integers, add --int-ids)" in r.output
+    assert run("get", store_path, "users", "2", "--int-ids").exit_code == 0
 
 
 def test_get_unknown_feature_is_one_line(store_path):
