@@ -144,7 +144,7 @@ def serve(path: str, unix: str | None, host: str, port: int, token_file: str | N
     with open_store(path, readonly=read_only) as store:
         run_server(store, unix=unix, host=host, port=port, token_file=token_file, read_only=read_only,
                    max_frame_bytes=max_frame_bytes, max_connections=max_connections,
-                   log_flush_seconds=log_flush_seconds or None, ready=ready)
+                   log_flush_seconds=log_flush_seconds, ready=ready)
 
 
 for _cmd in (init, info, import_, export, get, put, delete, search, verify, compact, backup, logs):

@@ -437,7 +437,12 @@ def _run(o: _ops.Op, session: _ops.Session, rid: Any, args: dict[str, Any]) -> t
 
 
 class Server:
-    """A sidecar server for one open store (see the module doc).  Start with :meth:`start` in a running loop."""
+    """A sidecar server for one open store (see the module doc).  Start with :meth:`start` in a running loop.
+
+    ``log_flush_seconds`` sets ``store.log.flush_seconds`` (the feature log's
+    background fsync; 0 turns it off); None, the default, leaves it as it is.
+    ``vecstore serve`` passes 1.0.
+    """
 
     def __init__(
         self,
@@ -454,7 +459,7 @@ class Server:
         auth_timeout: float = 10.0,
         stall_timeout: float = 60.0,
         shutdown_grace: float = 30.0,
-        log_flush_seconds: float | None = 1.0,
+        log_flush_seconds: float | None = None,
     ) -> None:
         if token is not None and not token:
             raise VecstoreError("the token must not be empty")
@@ -472,10 +477,10 @@ class Server:
         self.host, self.port = host, port
         self.token = token.encode("utf-8") if token is not None else None
         self.read_only = read_only or store.readonly
-        if not self.read_only:
+        if log_flush_seconds is not None and not self.read_only:
             # Clients log through the server and cannot time its fsyncs: bound
-            # what an OS crash loses to about this many seconds (None: flush() only).
-            store.log.flush_seconds = log_flush_seconds
+            # what an OS crash loses to about this many seconds (0: flush() only).
+            store.log.flush_seconds = log_flush_seconds or None
         self.max_frame_bytes = max_frame_bytes
         self.max_connections = max_connections
         self.auth_timeout, self.stall_timeout, self.shutdown_grace = auth_timeout, stall_timeout, shutdown_grace

@@ -170,12 +170,122 @@ def test_a_forked_child_starts_its_own_flusher(shop, fsyncs):
     assert vecstore.FeatureLog(store).info().retrieval_calls == 2
 
 
-def test_the_server_flushes_the_log_in_the_background(shop, tmp_path):
+def test_the_server_flushes_what_clients_log_in_the_background(shop, tmp_path, fsyncs):
     store, _ = shop
-    with start(store, "unix", tmp_path) as running:
-        assert store.log.flush_seconds == 1.0  # the sidecar's default
-        running.stop()
-    with start(store, "unix", tmp_path, log_flush_seconds=None):
-        assert store.log.flush_seconds is None
-    with start(store, "unix", tmp_path, log_flush_seconds=0.25):
-        assert store.log.flush_seconds == 0.25
+    with start(store, "unix", tmp_path):
+        assert store.log.flush_seconds is None  # Server's default leaves the store's setting alone
+    store.log.flush_seconds = 5.0
+    with start(store, "unix", tmp_path, log_flush_seconds=0):
+        assert store.log.flush_seconds is None  # 0: off
+    with start(store, "unix", tmp_path, log_flush_seconds=0.05) as running:
+        assert store.log.flush_seconds == 0.05
+        client = vecstore.connect(running.address)
+        client.log.retrieval("req-1", ["item-1", "item-2"], [0.5, 0.4], table="items", sample=1.0)
+        wait_until(lambda: fsyncs, "the server's background fsync")  # no flush() from the client
+        client.close()
+
+
+@pytest.mark.parametrize("segment_bytes", [256 << 20, 1], ids=["open-segment", "rotated-segment"])
+def test_a_flush_waits_for_a_background_flush_in_progress(shop, monkeypatch, segment_bytes):
+    # The user's flush() must not return while the flusher is still fsyncing
+    # what the user logged.  With segment_bytes=1 every call rotates, and the
+    # flusher fsyncs the finished segment outside the checkpoint lock: flush()
+    # used to find the list of finished segments empty and return at once.
+    store, _ = shop
+    real = os.fsync
+    events: list[str] = []
+    inside = threading.Event()
+
+    def slow(fd):
+        if not inside.is_set() and threading.current_thread().name == FLUSHER:
+            events.append("fsync start")
+            inside.set()
+            time.sleep(0.3)
+            real(fd)
+            events.append("fsync end")
+        else:
+            real(fd)
+
+    monkeypatch.setattr(os, "fsync", slow)
+    log = vecstore.FeatureLog(store, seed=0, flush_seconds=0.05, segment_bytes=segment_bytes)
+    log_one(log, 0)
+    assert inside.wait(10), "the background flush did not start"
+    log.flush()
+    events.append("flush returned")
+    assert events.index("flush returned") > events.index("fsync end")
+    log.close()
+
+
+def test_repeated_background_failures_are_reported_once_and_not_nested(shop, monkeypatch, caplog):
+    store, _ = shop
+    real = SegmentWriter.fsync
+    failing = [True]
+    calls = []
+
+    def broken(self):
+        calls.append(1)
+        if failing[0]:
+            raise OSError(28, "No space left on device")
+        real(self)
+
+    monkeypatch.setattr(SegmentWriter, "fsync", broken)
+    log = vecstore.FeatureLog(store, seed=0, flush_seconds=0.02)
+    with caplog.at_level("DEBUG", logger="vecstore.featurelog"):
+        log_one(log, 0)
+        wait_until(lambda: len(calls) >= 4, "several failing background flushes")
+        failing[0] = False
+        with pytest.raises(vecstore.StorageError) as e:
+            log.flush()
+    assert str(e.value).count("No space left on device") == 1 and str(e.value).count("background flush") == 1
+    assert sum(r.levelname == "ERROR" for r in caplog.records) == 1, "one ERROR per failure reported, not per retry"
+    log.flush()  # reported once; the log goes on
+    log.close()
+
+
+def test_rotated_segments_are_fsynced_by_the_flusher(shop, monkeypatch):
+    store, _ = shop
+    synced: list[int] = []
+    real = os.fsync
+
+    def counting(fd):
+        synced.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    log = vecstore.FeatureLog(store, seed=0, segment_bytes=1, flush_seconds=0.05)  # a new segment every call
+    for r in range(5):
+        log_one(log, r)
+    wait_until(lambda: not log._unsynced and log._appends == log._flushed_appends, "rotated segments fsynced")
+    assert len(synced) >= 5
+    log.close()
+    assert vecstore.FeatureLog(store).info().retrieval_calls == 5
+
+
+def test_close_while_other_threads_log_leaves_no_flusher(shop):
+    store, _ = shop
+    log = vecstore.FeatureLog(store, seed=0, flush_seconds=0.01)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        r = 0
+        while not stop.is_set() and r < 100_000:
+            try:
+                log_one(log, k * 1_000_000 + r)
+            except vecstore.StoreClosedError:
+                return
+            except BaseException as e:  # noqa: BLE001 - collected for the assertion below
+                errors.append(e)
+                return
+            r += 1
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    log.close()
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert not errors
+    assert not flushers()

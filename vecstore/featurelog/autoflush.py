@@ -10,9 +10,9 @@ plus the duration of one fsync.  A process crash still loses nothing that a
 ``log.*`` call returned from: every call is in the kernel before it returns.
 
 The thread holds only a weak reference to its log, flushes only when
-something was logged since the last flush, and stops when the log closes.  A
-flush that fails (a full disk, an I/O error) is kept and raised by the next
-``log.flush()``: after a failed fsync the kernel may have dropped the data,
+something was logged since the last flush, and stops when the log (or its
+store) closes.  A flush that fails (a full disk, an I/O error) is kept and
+raised by the next ``log.flush()``: after a failed fsync the kernel may have dropped the data,
 so the caller must hear about it rather than see a later fsync succeed.
 
 Example::
@@ -66,13 +66,14 @@ class AutoFlusher:
     def _run(self, ref: weakref.ref[FeatureLog]) -> None:
         while not self._stop.wait(self.seconds):
             log = ref()
-            if log is None or log._closed:
+            if log is None or log._closed or log._closing or log._store.closed:
                 return
+            reported = log._flush_error is not None
             try:
-                log._flush_if_dirty()
-            except Exception as e:  # noqa: BLE001 - kept for the next flush() to raise
-                log._flush_error = e
-                _log.error("background flush of the feature log at %s failed: %s", log.path, e)
+                log._background_flush()
+            except Exception as e:  # noqa: BLE001 - kept by the log for the next flush() to raise
+                # Once per failure reported to the user: the thread retries every tick.
+                (_log.debug if reported else _log.error)("background flush of the feature log at %s failed: %s", log.path, e)
             del log  # no strong reference while waiting: the log may be collected
 
     def stop(self) -> None:

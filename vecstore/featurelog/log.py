@@ -31,13 +31,11 @@ Example::
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
 import weakref
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,8 +79,9 @@ from .inputs import (
     check_ts,
     check_user,
 )
+from .loginfo import LogInfo, log_info
 from .plan import Plan, plan_for, sample_positions
-from .segments import SegmentWriter, is_live, list_segments, scan_delta
+from .segments import SegmentWriter, list_segments, scan_delta
 from .view import View, add_tail, overlay_entry
 
 if TYPE_CHECKING:
@@ -104,28 +103,6 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-@dataclass(frozen=True)
-class LogInfo:
-    """What the log holds: segments, bytes, calls and rows per stage, labels, time range."""
-
-    path: str
-    segments: int
-    live_segments: int
-    bytes: int
-    retrieval_calls: int
-    ranking_calls: int
-    labels_logged: int
-    rows: dict[str, int] = field(default_factory=dict)
-    distinct_labels: int = 0
-    first_ts: float | None = None
-    last_ts: float | None = None
-    pruned_before: float | None = None
-    index_bytes: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class FeatureLog:
@@ -181,6 +158,8 @@ class FeatureLog:
         self._flush_seconds = check_flush_seconds(flush_seconds)
         self._flusher: AutoFlusher | None = None  # started by the first call logged
         self._flush_error: Exception | None = None  # a background flush's failure, for flush() to raise
+        self._flush_lock = threading.Lock()  # one flush at a time; taken before _ckpt_lock
+        self._closing = False
         self._appends = 0  # frames appended by this process; compared by the background flusher
         self._flushed_appends = 0
         _live_logs.add(self)
@@ -229,7 +208,7 @@ class FeatureLog:
         self._seg, self._unsynced = None, []
         self._delta = Delta(0, bucket_seconds=self._delta.bucket_seconds)
         # The parent's flusher thread does not exist here; the child's first call starts its own.
-        self._flusher, self._flush_error = None, None
+        self._flusher, self._flush_error, self._flush_lock = None, None, threading.Lock()
         self._appends = self._flushed_appends = 0
 
     def _table(self, name: Any, fresh: bool) -> Table:
@@ -314,7 +293,7 @@ class FeatureLog:
         """Seconds between background :meth:`flush` calls (None: none); settable.  See autoflush.py.
 
         An OS crash then loses at most about that many seconds of logging,
-        and no ``log.*`` call waits for the disk.  Example::
+        and no ``log.*`` call waits for those fsyncs.  Example::
 
             store.log.flush_seconds = 1.0
         """
@@ -328,18 +307,30 @@ class FeatureLog:
             self._flush_seconds = seconds
         if old is not None:
             old.stop()
-        if seconds is not None and self._seg is not None and not self._closed:
+        if seconds is not None and not self.readonly:
             self._start_flusher()
 
     def _start_flusher(self) -> None:
-        with self._lock:  # two threads logging at once start one flusher
-            if self._flusher is None and self._flush_seconds is not None and not self._closed:
+        with self._lock:  # two threads logging at once start one flusher; none once close() began
+            if self._flusher is None and self._flush_seconds is not None and not (self._closed or self._closing):
                 self._flusher = AutoFlusher(self, self._flush_seconds)
 
-    def _flush_if_dirty(self) -> None:
-        """The background flusher's step: flush if anything was logged (or rotated) since the last flush."""
-        if self._appends != self._flushed_appends or self._unsynced:
-            self.flush()
+    def _background_flush(self) -> None:
+        """The flusher thread's step: flush if anything was logged (or rotated) since the last flush.
+
+        A failure is kept (the first one, until :meth:`flush` reports it) and re-raised to the thread.
+        """
+        if self._appends == self._flushed_appends and not self._unsynced:
+            return
+        with self._flush_lock:
+            if self._closed or self._closing:
+                return
+            try:
+                self._flush_locked()
+            except Exception as e:
+                if self._flush_error is None:
+                    self._flush_error = e
+                raise
 
     def _checkpoint(self, *, fsync: bool = False, rotate: bool = False, wait: bool = True) -> None:
         """Fold the pending delta into the index (covered = end of segment); maybe fsync, maybe rotate."""
@@ -610,16 +601,13 @@ class FeatureLog:
         """
         if self._closed or self.readonly:
             return
-        failed, self._flush_error = self._flush_error, None
-        appends = self._appends  # everything appended so far is covered by the checkpoint below
-        if self._seg is not None:
-            self._checkpoint(fsync=True)
-        with self._ckpt_lock:  # segments finished (rotated) since the last flush
-            pending, self._unsynced = self._unsynced, []
-        for fd in pending:
-            os.fsync(fd)
-            os.close(fd)
-        self._flushed_appends = appends
+        # Under the lock a background flush in progress finishes first, so its
+        # fsyncs (and its failure) are this call's too.
+        with self._flush_lock:
+            try:
+                self._flush_locked()
+            finally:
+                failed, self._flush_error = self._flush_error, None
         if failed is not None:
             # After a failed fsync the kernel may have dropped those pages: a
             # later fsync succeeding does not bring them back.
@@ -629,11 +617,27 @@ class FeatureLog:
                 cause=failed,
             )
 
+    def _flush_locked(self) -> None:
+        appends = self._appends  # everything appended so far is covered by the checkpoint below
+        if self._seg is not None:
+            self._checkpoint(fsync=True)
+        with self._ckpt_lock:  # segments finished (rotated) since the last flush
+            pending, self._unsynced = self._unsynced, []
+        try:
+            for fd in pending:
+                os.fsync(fd)
+        finally:
+            for fd in pending:
+                os.close(fd)
+        self._flushed_appends = appends
+
     def close(self) -> None:
         """Flush, finish this process's segment and close the index.  Further calls raise StoreClosedError."""
         if self._closed:
             return
-        flusher, self._flusher = self._flusher, None
+        with self._lock:
+            self._closing = True  # no logging call starts a flusher from now on
+            flusher, self._flusher = self._flusher, None
         if flusher is not None:
             flusher.stop()
         try:
@@ -693,36 +697,7 @@ class FeatureLog:
 
     def info(self) -> LogInfo:
         """Counts and sizes of the whole log (every process's segments)."""
-        view = self._view()
-        calls: dict[int, int] = {}
-        rows: dict[str, int] = {}
-        lo, hi = math.inf, -math.inf
-        size = 0
-        for path in view.segments:
-            e = view.entries[path.name]
-            for kind, c in e.records.items():
-                calls[kind] = calls.get(kind, 0) + c
-            for st, c in e.rows.items():
-                rows[st] = rows.get(st, 0) + c
-            lo, hi = min(lo, e.min_ts), max(hi, e.max_ts)
-            size += e.size
-        idx_file = self.path / "index" / "data.mdb"
-        wm = view.watermark
-        return LogInfo(
-            path=str(self.path),
-            segments=len(view.segments),
-            live_segments=sum(1 for p in view.segments if is_live(p)),
-            bytes=size,
-            retrieval_calls=calls.get(KIND_RETRIEVAL, 0),
-            ranking_calls=calls.get(KIND_RANKING, 0),
-            labels_logged=calls.get(KIND_LABEL, 0),
-            rows=rows,
-            distinct_labels=view.index.count_labels() + len(view.overlay.labels),
-            first_ts=lo if math.isfinite(lo) else None,
-            last_ts=hi if math.isfinite(hi) else None,
-            pruned_before=wm if math.isfinite(wm) else None,
-            index_bytes=idx_file.stat().st_size if idx_file.exists() else 0,
-        )
+        return log_info(self._view(), self.path)
 
     def verify(self) -> list[str]:
         """Read every frame of every segment and check it against the index; returns problems (empty: healthy).
