@@ -319,6 +319,7 @@ class AsyncRemoteTable:
         self._client = client
         self.name = name
         self.schema = schema
+        self.compact_ids = client.protocol_version >= 2
 
     async def _run(self, call: Call) -> Any:
         return await self._client._run(call, self)

@@ -42,6 +42,7 @@ class Call:
 class TableLike(Protocol):
     name: str
     schema: TableSchema
+    compact_ids: bool  # the server takes large str batches in the compact form (protocol >= 2)
 
 
 def _features(features: Any) -> Any:
@@ -64,28 +65,28 @@ def _ref(t: TableLike) -> dict[str, Any]:
 
 
 def get(t: TableLike, ids: Any, features: Any, raw: bool) -> Call:
-    wire_ids, given = wire.ids_for_wire(ids)
+    wire_ids, given = wire.ids_for_wire(ids, compact=t.compact_ids)
     args = {**_ref(t), "ids": wire_ids, "features": _features(features), "raw": raw, "layout": "records"}
     # t.schema is read when the result arrives: after a schema refresh the same result decodes again.
     return Call("get", args, lambda r: wire.rows_from_payload(r, t.schema, given))
 
 
 def put(t: TableLike, ids: Any, columns: Any) -> Call:
-    wire_ids, _ = wire.ids_for_wire(ids)
+    wire_ids, _ = wire.ids_for_wire(ids, compact=t.compact_ids)
     args = {**_ref(t), "ids": wire_ids, "columns": wire.columns_for_wire(columns, t.schema)}
     return Call("put", args, read=False)
 
 
 def delete(t: TableLike, ids: Any) -> Call:
-    return Call("delete", {**_ref(t), "ids": wire.ids_for_wire(ids)[0]}, read=False)
+    return Call("delete", {**_ref(t), "ids": wire.ids_for_wire(ids, compact=t.compact_ids)[0]}, read=False)
 
 
 def contains(t: TableLike, ids: Any) -> Call:
-    return Call("contains", {**_ref(t), "ids": wire.ids_for_wire(ids)[0]}, _bools)
+    return Call("contains", {**_ref(t), "ids": wire.ids_for_wire(ids, compact=t.compact_ids)[0]}, _bools)
 
 
 def may_contain(t: TableLike, ids: Any) -> Call:
-    return Call("may_contain", {**_ref(t), "ids": wire.ids_for_wire(ids)[0]}, _bools)
+    return Call("may_contain", {**_ref(t), "ids": wire.ids_for_wire(ids, compact=t.compact_ids)[0]}, _bools)
 
 
 def length(t: TableLike) -> Call:
@@ -227,9 +228,11 @@ def _log_report(method: str) -> Callable[[Any], Any]:
 
 def log(method: str, *args: Any, **kwargs: Any) -> Call:
     """``store.log.<method>(*args, **kwargs)`` on the server."""
-    payload = {"args": [_time(a) for a in args], "kwargs": {k: _time(v) for k, v in kwargs.items()}}
+    # Times are keyword-only in every log method; positional arguments (IDs,
+    # scores: thousands of values) are sent as they are, not walked.
+    payload = {"args": list(args), "kwargs": {k: _time(v) for k, v in kwargs.items()}}
     return Call(f"log.{method}", payload, _log_report(method), read=method in _LOG_READS)
 
 
-def log_ids(ids: Any) -> Any:
-    return wire.ids_for_wire(ids)[0]
+def log_ids(ids: Any, compact: bool) -> Any:
+    return wire.ids_for_wire(ids, compact=compact)[0]

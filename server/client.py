@@ -450,6 +450,7 @@ class RemoteTable:
         self._client = client
         self.name = name
         self.schema = schema
+        self.compact_ids = client.protocol_version >= 2
 
     def _run(self, call: Call) -> Any:
         return self._client._run(call, self)

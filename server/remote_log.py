@@ -50,13 +50,13 @@ class _Calls:
     """The Call of each log method (shared by the sync and async classes)."""
 
     @staticmethod
-    def retrieval(request_id: Any, ids: Any, scores: Any, kw: dict[str, Any]) -> Call:
-        return calls.log("retrieval", request_id, calls.log_ids(ids), scores, **kw)
+    def retrieval(request_id: Any, ids: Any, scores: Any, kw: dict[str, Any], compact: bool) -> Call:
+        return calls.log("retrieval", request_id, calls.log_ids(ids, compact), scores, **kw)
 
     @staticmethod
-    def ranking(request_id: Any, ids: Any, scores: Any, kw: dict[str, Any]) -> Call:
+    def ranking(request_id: Any, ids: Any, scores: Any, kw: dict[str, Any], compact: bool) -> Call:
         kw["shown"] = _shown(kw.get("shown"))
-        return calls.log("ranking", request_id, calls.log_ids(ids), scores, **kw)
+        return calls.log("ranking", request_id, calls.log_ids(ids, compact), scores, **kw)
 
 
 class RemoteLog:
@@ -78,7 +78,7 @@ class RemoteLog:
             "table": table, "user": user, "source": source, "features": features, "sample": sample,
             "context": context, "ts": ts,
         }
-        return self._run(_Calls.retrieval(request_id, ids, scores, kw))
+        return self._run(_Calls.retrieval(request_id, ids, scores, kw, self._client.protocol_version >= 2))
 
     def ranking(
         self, request_id: Any, ids: Any, scores: Any, *, table: str, features: Any = None, positions: Any = None,
@@ -89,7 +89,7 @@ class RemoteLog:
             "table": table, "features": features, "positions": positions, "shown": shown, "user": user,
             "source": source, "context": context, "ts": ts,
         }
-        return self._run(_Calls.ranking(request_id, ids, scores, kw))
+        return self._run(_Calls.ranking(request_id, ids, scores, kw, self._client.protocol_version >= 2))
 
     def label(self, request_id: Any, item: Any, name: str, value: float = 1.0, *, ts: Any = None) -> None:
         """As :meth:`vecstore.featurelog.FeatureLog.label`."""
@@ -145,7 +145,7 @@ class AsyncRemoteLog:
             "table": table, "user": user, "source": source, "features": features, "sample": sample,
             "context": context, "ts": ts,
         }
-        return await self._run(_Calls.retrieval(request_id, ids, scores, kw))
+        return await self._run(_Calls.retrieval(request_id, ids, scores, kw, self._client.protocol_version >= 2))
 
     async def ranking(
         self, request_id: Any, ids: Any, scores: Any, *, table: str, features: Any = None, positions: Any = None,
@@ -155,7 +155,7 @@ class AsyncRemoteLog:
             "table": table, "features": features, "positions": positions, "shown": shown, "user": user,
             "source": source, "context": context, "ts": ts,
         }
-        return await self._run(_Calls.ranking(request_id, ids, scores, kw))
+        return await self._run(_Calls.ranking(request_id, ids, scores, kw, self._client.protocol_version >= 2))
 
     async def label(self, request_id: Any, item: Any, name: str, value: float = 1.0, *, ts: Any = None) -> None:
         await self._run(calls.log("label", request_id, item, name, value, ts=ts))

@@ -32,7 +32,7 @@ from vecstore.records import from_arrow
 from vecstore.rows import Rows
 from vecstore.schema import PRESENT, TableSchema
 
-from .protocol import BadRequest
+from .protocol import BadRequest, encode_str_ids
 
 __all__ = [
     "SchemaChanged",
@@ -56,14 +56,25 @@ class SchemaChanged(Exception):
 # -- IDs ------------------------------------------------------------------------
 
 
-def ids_for_wire(ids: Any) -> tuple[Any, Any]:
+def ids_for_wire(ids: Any, *, compact: bool = False) -> tuple[Any, Any]:
     """``(what to send, what Rows.ids holds)`` for IDs as a user passes them to a Table method.
 
     Mirrors ``vecstore.hashing.normalize_ids`` without hashing: a single ID
     stays a scalar (so results stay scalar), integer arrays go as one array,
     str/object arrays and other iterables become lists.  Everything is
     validated by the server, which raises exactly what a local table raises.
+    With ``compact`` (a server of protocol 2 or later), a large all-str batch
+    goes as one NUL-joined string (extension type 2).
     """
+    sent, given = _ids_for_wire(ids)
+    if compact and type(sent) is list:
+        packed = encode_str_ids(sent)
+        if packed is not None:
+            return packed, given
+    return sent, given
+
+
+def _ids_for_wire(ids: Any) -> tuple[Any, Any]:
     if isinstance(ids, (str, bytes, int, np.integer)) and not isinstance(ids, (bool, np.bool_)):
         one = ids.item() if isinstance(ids, np.integer) else ids
         return one, [one]

@@ -377,16 +377,21 @@ def test_feature_log(db, items, rng, tmp_path):
     items.put(ids, cols)
     log = db.log
     t0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
-    assert log.retrieval("req-1", ids[:20], np.linspace(1, 0, 20), table="items", features=["price"], sample=5,
+    # 40 str candidates: over the wire, the compact form of a str batch.
+    assert log.retrieval("req-1", ids[:40], np.linspace(1, 0, 40), table="items", features=["price"], sample=5,
                          context={"surface": "home"}, ts=t0 + 1) == 5
     assert log.ranking("req-1", ids[:5], np.arange(5, 0, -1.0), table="items", shown=ids[:2], ts=t0 + 2) == 5
     log.label("req-1", ids[0], "click", 1.0, ts=datetime(2026, 1, 1, 0, 0, 30))  # naive: UTC
     log.flush()
     info = log.info()
     assert isinstance(info, LogInfo) and info.retrieval_calls == 1 and info.labels_logged == 1
-    assert info.rows == {"retrieval": 20, "ranking": 5}
+    assert info.rows == {"retrieval": 40, "ranking": 5}
     res = log.export(tmp_path / "out")
-    assert isinstance(res, ExportResult) and res.rows == 25 and res.labels_joined == 2
+    assert isinstance(res, ExportResult) and res.rows == 45 and res.labels_joined == 2
+    import pyarrow.dataset as pads
+
+    logged = pads.dataset(res.path, format="parquet", partitioning="hive").to_table(filter=pads.field("stage") == "retrieval")
+    assert logged.sort_by("position")["item"].to_pylist() == ids[:40]
     assert isinstance(res.schema, pa.Schema) and "label_click" in res.schema.names
     stats = log.stats(stage="ranking", feature="price")
     assert isinstance(stats, LogStats) and stats.count == 5 and 0.5 in stats.quantiles
@@ -399,3 +404,26 @@ def test_feature_log(db, items, rng, tmp_path):
         log.retrieval("", ids[:2], [1.0, 2.0], table="items")
     with pytest.raises(vecstore.TableNotFoundError):
         log.ranking("req-2", ids[:2], [1.0, 2.0], table="nope")
+
+
+def test_large_str_batches_with_awkward_ids(items, rng):
+    # 40+ str IDs go over the wire as one NUL-joined string (protocol 2): the
+    # same rows, order, missing entries and errors as a local table, for
+    # non-ASCII, empty and repeated IDs, and IDs that cannot take that form.
+    assert getattr(items, "compact_ids", True)  # a remote table uses the compact form
+    ids = [f"é-{i}" for i in range(38)] + ["", "日本", "a\x00b"]  # the NUL ID is sent as a plain array
+    _, cols = sample_columns(rng, len(ids))
+    assert items.put(ids, cols) == len(ids)
+    ask = [*reversed(ids), "ghost", "é-3", ""]
+    rows = items.get(ask, features=["price", "category"])
+    assert rows.found.tolist() == [True] * len(ids) + [False, True, True]
+    want = {x: p for x, p in zip(ids, cols["price"])}
+    np.testing.assert_array_equal(rows["price"][: len(ids)], [want[x] for x in reversed(ids)])
+    assert list(rows.ids) == ask
+    without_nul = [x for x in ask if "\x00" not in x]
+    assert items.contains(without_nul).tolist() == [x in want for x in without_nul]
+    assert items.may_contain(without_nul)[[x in want for x in without_nul]].all()
+    with pytest.raises(vecstore.InvalidIdError):
+        items.get([f"x{i}" for i in range(40)] + ["bad\ud800"])  # not UTF-8: the local error, from the server
+    assert items.delete(without_nul) == len(ids) - 1
+    assert items.contains(["a\x00b"]).tolist() == [True]

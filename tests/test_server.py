@@ -26,9 +26,13 @@ from server_kit import (
 from vecstore.server import Server, start_in_thread
 from vecstore.server.ops import OPS
 from vecstore.server.protocol import (
+    EXT_STR_IDS,
     PROTOCOL_VERSION,
+    STR_IDS_MIN,
     decode_ndarray,
+    decode_str_ids,
     encode_ndarray,
+    encode_str_ids,
     packb,
     unpackb,
 )
@@ -370,6 +374,45 @@ def test_ndarray_extension_round_trips_exactly(dtype, shape):
     for bad in damaged:
         with pytest.raises(vecstore.ProtocolError):
             decode_ndarray(bad)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ids=st.lists(st.text(max_size=8), min_size=STR_IDS_MIN, max_size=80))
+def test_str_ids_extension_round_trips_exactly(ids):
+    packed = encode_str_ids(ids)
+    if any("\0" in x for x in ids) or any("\ud800" <= c <= "\udfff" for x in ids for c in x):
+        assert packed is None  # would split differently, or cannot encode: sent as a msgpack array
+        return
+    assert packed is not None and packed.code == EXT_STR_IDS
+    back = unpackb(packb({"ids": packed}))["ids"]
+    assert back == ids and all(type(x) is str for x in back)
+    assert back.utf8 == [x.encode("utf-8") for x in ids]
+    h = vecstore.hash_ids
+    np.testing.assert_array_equal(h(back, seed=7), h(list(ids), seed=7))
+
+
+def test_str_ids_extension_is_only_for_large_all_str_batches():
+    assert encode_str_ids(["a"] * (STR_IDS_MIN - 1)) is None
+    assert encode_str_ids(["a"] * (STR_IDS_MIN - 1) + [1]) is None
+    assert encode_str_ids(["a"] * (STR_IDS_MIN - 1) + [b"b"]) is None
+    assert encode_str_ids(["a"] * STR_IDS_MIN) is not None
+    with pytest.raises(vecstore.ProtocolError, match="not UTF-8"):
+        decode_str_ids(b"ok\x00\xff\xfe")
+
+
+def test_str_ids_extension_over_the_socket(filled, tmp_path):
+    store, ids, _ = filled
+    with start(store, "unix", tmp_path) as running:
+        s = raw_socket(running.address)
+        want = [*ids[:40], "ghost"]
+        resp = request(s, "contains", table="items", ids=msgpack.ExtType(EXT_STR_IDS, "\0".join(want).encode()))
+        assert resp["ok"], resp
+        assert resp["result"].tolist() == [True] * 40 + [False]
+        # Malformed: an error frame, and the connection goes on.
+        resp = request(s, "contains", rid=2, table="items", ids=msgpack.ExtType(EXT_STR_IDS, b"\xff" * 40))
+        assert not resp["ok"] and resp["error"]["type"] == "ProtocolError" and "not UTF-8" in resp["error"]["message"]
+        assert request(s, "ping", rid=3)["ok"]
+        s.close()
 
 
 def test_read_only_server_refuses_writes(filled, tmp_path):

@@ -42,7 +42,7 @@ import xxhash
 from .errors import InvalidIdError
 from .xxh3 import xxh3_64_int64, xxh3_64_packed
 
-__all__ = ["IdBatch", "IdLike", "decode_id", "hash_ids", "normalize_ids", "xxh3_64_int64"]
+__all__ = ["IdBatch", "IdLike", "Utf8Ids", "decode_id", "hash_ids", "normalize_ids", "xxh3_64_int64"]
 
 IdLike = Union[str, bytes, int, np.integer]
 
@@ -64,6 +64,30 @@ TAG_INT = 0x03
 
 _h = xxhash.xxh3_64_intdigest
 _STR_TAG = bytes((TAG_STR,))
+
+class Utf8Ids(list):  # type: ignore[type-arg]
+    r"""A list of str IDs that also holds each one's UTF-8 bytes (``utf8``), so hashing does not encode them again.
+
+    The sidecar server decodes the compact wire form of a str batch (one
+    NUL-joined UTF-8 string) into one: splitting that string gives both
+    lists in two C-level calls.  To everything else it is a plain list of str.
+
+    Example::
+
+        >>> ids = Utf8Ids.from_joined(b"item-1\x00item-2")
+        >>> ids, ids.utf8
+        (['item-1', 'item-2'], [b'item-1', b'item-2'])
+    """
+
+    __slots__ = ("utf8",)
+
+    @classmethod
+    def from_joined(cls, data: bytes) -> Utf8Ids:
+        """IDs from their UTF-8 bytes joined by NUL (UnicodeDecodeError if not UTF-8)."""
+        out = cls(data.decode("utf-8").split("\0"))
+        out.utf8 = data.split(b"\0")  # UTF-8 has a zero byte only for U+0000: the same boundaries
+        return out
+
 
 @dataclass(frozen=True)
 class IdBatch:
@@ -285,6 +309,12 @@ def normalize_ids(ids: Any, seed: int, hash_bits: int = 64) -> IdBatch:
             raise _bad_id(ids)
     seed &= _M64
     utf8: list[bytes] | tuple[bytes, np.ndarray, np.ndarray] | None = None
+    if type(ids) is Utf8Ids and len(ids) < _VECTORIZE_MIN:
+        utf8 = ids.utf8
+        keys = np.fromiter(map(_h, utf8, repeat(seed)), dtype=np.uint64, count=len(utf8))
+        if mask is not None:
+            keys &= mask
+        return IdBatch(keys, ids, False, None, utf8)
     if len(ids) >= _VECTORIZE_MIN:
         utf8 = _pack_str(ids)
     if utf8 is not None:
