@@ -261,7 +261,11 @@ def test_rotated_segments_are_fsynced_by_the_flusher(shop, monkeypatch):
     assert vecstore.FeatureLog(store).info().retrieval_calls == 5
 
 
-def test_close_while_other_threads_log_leaves_no_flusher(shop):
+@pytest.mark.parametrize("round_", range(5))
+def test_close_while_other_threads_log_leaves_no_flusher(shop, round_):
+    # A call racing with close() either lands before it (and is flushed by
+    # it) or raises StoreClosedError; it used to hit the closed segment's fd
+    # (EBADF) or start a flusher after close.
     store, _ = shop
     log = vecstore.FeatureLog(store, seed=0, flush_seconds=0.01)
     stop = threading.Event()
@@ -282,10 +286,47 @@ def test_close_while_other_threads_log_leaves_no_flusher(shop):
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
     for t in threads:
         t.start()
-    time.sleep(0.2)
+    time.sleep(0.1)
     log.close()
     stop.set()
     for t in threads:
         t.join(10)
     assert not errors
     assert not flushers()
+
+
+def test_a_call_that_passed_its_checks_when_close_began_is_refused(shop):
+    # Without this, a call caught between its checks and its write started a
+    # fresh segment after close() had finished the last one: written, never
+    # flushed, its file left open.
+    store, _ = shop
+    log = vecstore.FeatureLog(store, seed=0)
+    log_one(log, 0)
+    entered, closed = threading.Event(), threading.Event()
+    real_table = log._table
+
+    def slow_table(name, fresh):
+        t = real_table(name, fresh)
+        if threading.current_thread().name == "racer":
+            entered.set()
+            closed.wait(10)
+        return t
+
+    log._table = slow_table
+    outcome: list[BaseException | None] = []
+
+    def racer() -> None:
+        try:
+            log_one(log, 1)
+            outcome.append(None)
+        except BaseException as e:  # noqa: BLE001 - inspected below
+            outcome.append(e)
+
+    th = threading.Thread(target=racer, name="racer")
+    th.start()
+    assert entered.wait(10)
+    log.close()
+    closed.set()
+    th.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], vecstore.StoreClosedError)
+    assert vecstore.FeatureLog(store).info().retrieval_calls == 1

@@ -236,6 +236,56 @@ def test_compact_repairs_a_segment_damaged_in_the_middle(store_path, tmp_path, v
         assert store.log.compact().segments_repaired == 0  # nothing left to repair
 
 
+@pytest.mark.parametrize("victim", ["schema", "dictionary", "first call", "schema, table dropped"])
+def test_compact_repairs_damage_before_the_first_record_and_restores_lost_declarations(store_path, tmp_path, victim):
+    # Damage ahead of every record the index had counted (a writer that died
+    # before its first checkpoint) made compact delete the whole segment, good
+    # frames and all, and export skipped it without a word.  Damage to a schema
+    # or dictionary frame also leaves later calls undecodable unless the repair
+    # writes those declarations again (from the store, which still knows them).
+    child = (
+        "import os, sys, numpy as np, vecstore\n"
+        "store = vecstore.open(sys.argv[1])\n"
+        "log = vecstore.FeatureLog(store, checkpoint_seconds=1e9)\n"
+        "for r in range(6):\n"
+        "    ids = [f'item-{i}' for i in range(r * 5, r * 5 + 5)]\n"
+        f"    log.retrieval(f'r{{r}}', ids, np.ones(5), table='items', sample=1.0, ts={T0} + r)\n"
+        f"    log.label(f'r{{r}}', ids[0], 'click', 1.0, ts={T0} + r)\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", child, str(store_path)], check=True, timeout=120)
+    seg = next((store_path / "logs" / "segments").glob("*.vsl"))
+    frames = list(iter_frames(seg))
+    kind = {"first call": 1, "dictionary": 5}.get(victim, 4)
+    hit = next(f for f in frames if f.kind == kind)
+    assert hit.offset < min(f.offset for f in frames if f.kind == 1) + 1  # before or at the first call
+    data = bytearray(seg.read_bytes())
+    data[hit.offset + 40] ^= 0xFF
+    seg.write_bytes(bytes(data))
+    with vecstore.open(store_path) as store:
+        assert any("good frames follow" in p and "vecstore compact" in p for p in store.log.verify())
+        res = store.log.export(tmp_path / "before")
+        assert any("vecstore compact" in p for p in res.problems), "the export says what it could not read"
+        if victim == "schema, table dropped":
+            store.drop_table("items")
+        report = store.log.compact()
+        assert report.segments_repaired == 1 and report.segments_removed == 0
+        assert report.damaged_bytes_dropped == hit.end - hit.offset
+        assert store.log.verify() == []
+        if victim == "schema, table dropped":
+            # Without the table nothing can decode the calls: they go, the labels stay.
+            assert store.log.info().retrieval_calls == 0 and store.log.info().labels_logged == 6
+            return
+        rows = export_table(store, tmp_path / "after")
+        lost = {"r0"} if victim == "first call" else set()
+        assert {r["request_id"] for r in rows} == {f"r{r}" for r in range(6)} - lost
+        want = store.table("items").get([r["item"] for r in rows], features=["category", "price"])
+        assert [r["category"] for r in rows] == list(want["category"])  # dictionaries restored exactly
+        np.testing.assert_array_equal([r["price"] for r in rows], want["price"])
+        assert sum(r["label_click"] == 1.0 for r in rows) == 6 - len(lost)
+        assert store.log.stats(stage="retrieval", feature="price").count == 5 * (6 - len(lost))
+
+
 def test_processes_log_concurrently_and_see_each_other(store_path, tmp_path):
     kids = [spawn(store_path, 2000, 0.05, tag, 12) for tag in ("a", "b")]
     acks = [read_acks(k, 12 * 3 + 2 + 1) for k in kids]  # every call, the flushes, "done"

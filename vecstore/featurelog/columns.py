@@ -306,6 +306,11 @@ class SegmentContext:
         have[np.asarray(codes, dtype=np.int64)] = strings
         self._dicts[key] = have
 
+    def knows(self, table_id: int, feature: str, code: int) -> bool:
+        """Whether a dictionary frame so far declared the string of ``code``."""
+        values = self._dicts.get((table_id, feature))
+        return values is not None and code < len(values) and values[code] is not None
+
     def strings(self, table_id: int, feature: str, codes: np.ndarray) -> list[Any]:
         """The strings of category codes (None for 0, the missing value)."""
         values = self._dicts.get((table_id, feature), np.array([None], dtype=object))

@@ -464,7 +464,8 @@ def export(
 
     for seg in view.segments:
         info = view.entries[seg.name]
-        if info.max_ts < lo_f or info.min_ts >= hi_f or not any(info.records.get(k) for k in kinds):
+        damaged = info.size > info.covered  # read it, if only to report what follows the damage
+        if not damaged and (info.max_ts < lo_f or info.min_ts >= hi_f or not any(info.records.get(k) for k in kinds)):
             continue
         env = view.index.env if join_labels else None
         ctx = env.read() if env is not None and view.index._db(b"labels") is not None else None
@@ -508,7 +509,7 @@ def export(
             if after is not None:
                 problems.append(
                     f"{seg.name}: {scanned.problem}; the records from offset {scanned.valid_end} on are not in "
-                    f"the export (good frames resume at {after}); store.log.verify() reports the damage"
+                    f"the export (good frames resume at {after}); `vecstore compact` (log.compact()) repairs the segment"
                 )
     for part in parts.values():
         done = part.close(row_group_rows)

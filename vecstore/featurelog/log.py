@@ -256,6 +256,8 @@ class FeatureLog:
         codes: dict[str, set[int]] | None = None,
     ) -> None:
         with self._lock:
+            if self._closing:  # close() began: it flushes what came before, and nothing after
+                raise StoreClosedError(f"the feature log of {self._store.path} is closed", hint="open the store again")
             seg = self._segment()
             if t is not None:
                 tid = t.schema.table_id
@@ -721,7 +723,10 @@ class FeatureLog:
             if res.problem is not None:
                 after = next_good_frame(path, res.valid_end + 1)
                 if after is not None:
-                    problems.append(f"{path.name}: {res.problem}; good frames follow at offset {after} and cannot be read")
+                    problems.append(
+                        f"{path.name}: {res.problem}; good frames follow at offset {after} and cannot be read "
+                        "until `vecstore compact` (log.compact()) repairs the segment"
+                    )
         return problems
 
     def rebuild_index(self) -> None:

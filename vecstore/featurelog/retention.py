@@ -35,9 +35,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..errors import InvalidValueError
+from .columns import SegmentContext, layout_for
 from .delta import SegInfo
-from .frames import KIND_LABEL, STAGE_OF_KIND, next_good_frame
+from .frames import (
+    KIND_DICT,
+    KIND_LABEL,
+    KIND_SCHEMA,
+    STAGE_OF_KIND,
+    Frame,
+    next_good_frame,
+)
 from .inputs import to_time
 from .segments import hold, list_segments, rewrite, scan_delta
 
@@ -127,7 +137,7 @@ def prune(log: FeatureLog, *, before: Any) -> PruneReport:
                 # lose the good frames after it.  compact() repairs it first.
                 busy += 1
                 continue
-            tmp, n, _ = rewrite(seg, keep=lambda f: f.kind not in _EVENT_KINDS or f.ts >= t)
+            tmp, n, _, _ = rewrite(seg, keep=lambda f: f.kind not in _EVENT_KINDS or f.ts >= t)
             index.set_entry(seg.name, _info_of(tmp, index.bucket_seconds), rename=(tmp, seg))
             rewritten += 1
             dropped += n
@@ -136,6 +146,51 @@ def prune(log: FeatureLog, *, before: Any) -> PruneReport:
         records_removed=dropped, torn_bytes_dropped=0, stats_buckets_removed=buckets, labels_removed=labels,
         bytes_before=bytes_before, bytes_after=_size(list_segments(log.seg_dir)),
     )
+
+
+def _redeclarer(log: FeatureLog) -> Any:
+    """The ``redeclare`` of a repair: lost schema and dictionary frames, rebuilt from the store.
+
+    A table's schema never changes under its table ID and its category codes
+    are never reassigned, so what the store holds now is what the lost frames
+    said.  A call of a table that no longer exists cannot be decoded: None.
+    """
+    store = log._store
+
+    def table_of(ti: int) -> Any:
+        for name in store.tables():
+            t = store.table(name)
+            if t.schema.table_id == ti:
+                return t
+        return None
+
+    def redeclare(frame: Frame, ctx: SegmentContext) -> list[tuple[int, float, dict[str, Any]]] | None:
+        meta, bufs = frame.parts()
+        ti, out = meta["ti"], []
+        t = None
+        if ti not in ctx.schemas:
+            t = table_of(ti)
+            if t is None:
+                return None
+            out.append((KIND_SCHEMA, frame.ts, {"ti": ti, "schema": t.schema.to_dict()}))
+            ctx_schema = t.schema
+        else:
+            ctx_schema = ctx.schemas[ti]
+        layout = layout_for(ctx_schema, tuple(meta["f"]))
+        if layout.categories and meta["k"]:
+            rec = layout.records(bufs["rec"], meta["k"])
+            for f in layout.categories:
+                codes = np.unique(rec[f][layout.present(rec, f)]).tolist()
+                lost = [c for c in codes if not ctx.knows(ti, f, c)]
+                if lost:
+                    t = t or table_of(ti)
+                    if t is None:
+                        return None
+                    strs = t._categories(f, np.array(lost, dtype=np.uint32)).tolist()
+                    out.append((KIND_DICT, frame.ts, {"ti": ti, "f": f, "codes": lost, "strs": strs}))
+        return out
+
+    return redeclare
 
 
 def compact(log: FeatureLog) -> PruneReport:
@@ -150,6 +205,7 @@ def compact(log: FeatureLog) -> PruneReport:
     bytes_before = _size(view.segments)
     own = log._seg.path.name if log._seg is not None else None
     removed = torn = repaired = damaged = 0
+    redeclare = _redeclarer(log)
     for seg in view.segments:
         if seg.name == own:
             continue
@@ -158,17 +214,20 @@ def compact(log: FeatureLog) -> PruneReport:
         with hold(seg, exclusive=True) as fd:
             if fd is None:
                 continue
-            if not _events(info):
+            st = os.fstat(fd)
+            size = st.st_size
+            # Good frames after damage: even with no record counted yet (the
+            # damage came first) the segment is repaired, never deleted.
+            damaged_mid = size > info.covered and next_good_frame(seg, info.covered + 1) is not None
+            if not _events(info) and not damaged_mid:
                 index.set_entry(seg.name, None, unlink=seg)
                 removed += 1
                 continue
-            st = os.fstat(fd)
-            size = st.st_size
             if st.st_blocks * 512 > size + (1 << 20):
                 os.truncate(seg, size)  # a crashed writer's space reserved past the end (see segments.py)
             if size > info.covered:
                 # Everything after `covered` failed its checks when the index caught up.
-                if next_good_frame(seg, info.covered + 1) is None:
+                if not damaged_mid:
                     # A torn tail (a crash while appending): cut it.
                     os.truncate(seg, info.covered)
                     torn += size - info.covered
@@ -179,8 +238,7 @@ def compact(log: FeatureLog) -> PruneReport:
                     # there would lose them.  Keep every frame that checks out;
                     # the copy keeps the offsets up to `covered`, so the entry
                     # stays valid and the catch-up below reads only the rest.
-                    tmp, _, kept = rewrite(seg, lambda f: True, step_over_damage=True)
-                    lost = size - kept
+                    tmp, _, _, lost = rewrite(seg, lambda f: True, step_over_damage=True, redeclare=redeclare)
                     info.size = info.covered  # not the file's size: the catch-up scans on from `covered`
                     index.set_entry(seg.name, info, rename=(tmp, seg))
                     repaired += 1

@@ -42,8 +42,10 @@ from .frames import (
     KIND_DICT,
     KIND_HEADER,
     KIND_SCHEMA,
+    STAGE_OF_KIND,
     Frame,
     ScanResult,
+    encode_frame,
     iter_frames,
     next_good_frame,
     write_frame,
@@ -240,32 +242,60 @@ def scan_delta(path: Path, start: int, *, bucket_seconds: int, stop: int | None 
     return delta, res
 
 
-def rewrite(path: Path, keep: Callable[[Frame], bool], *, step_over_damage: bool = False) -> tuple[Path, int, int]:
+# What a repair asks for a call frame after damage, given what the copy has
+# declared so far: the schema and dictionary frames (kind, ts, meta) to write
+# before it, or None when it cannot be decoded any more (its table is gone).
+Redeclare = Callable[[Frame, SegmentContext], "list[tuple[int, float, dict[str, Any]]] | None"]
+
+
+def rewrite(
+    path: Path, keep: Callable[[Frame], bool], *, step_over_damage: bool = False, redeclare: Redeclare | None = None
+) -> tuple[Path, int, int, int]:
     """Copy the frames ``keep`` accepts (and every header, schema and dictionary frame) to a file beside ``path``.
 
     Frames are copied byte for byte and in order, so their checksums still
     hold.  The copy stops at the first frame that fails its checks, unless
     ``step_over_damage``: then it goes on from the next frame that passes them
     (found by its magic and verified by its checksum, so a false match is not
-    taken); what follows the last good frame is a torn tail either way.
-    Returns ``(temporary path, frames dropped, new size)``; the caller renames
-    it over the original once the index agrees.
+    taken); what follows the last good frame is a torn tail either way.  The
+    damage may have taken schema or dictionary frames that later calls need:
+    after it, ``redeclare`` writes them again before each call that lacks
+    them, or drops the call (counted as dropped).
+    Returns ``(temporary path, frames dropped, new size, damaged bytes
+    stepped over)``; the caller renames it over the original once the index
+    agrees.
     """
     tmp = path.parent / f".{path.name}.rewrite"
-    dropped = 0
+    dropped = skipped = 0
+    ctx = SegmentContext()  # what the copy declares, for redeclare
+    after_damage = False
     with open(tmp, "wb") as out, open(path, "rb") as src:
         pos: int | None = 0
         while pos is not None:
             res = ScanResult()
             for frame in iter_frames(path, start=pos, result=res):
                 if frame.kind == KIND_HEADER or frame.kind in _DECLARATIONS or keep(frame):
+                    if frame.kind in _DECLARATIONS:
+                        declare(ctx, frame)
+                    elif after_damage and redeclare is not None and frame.kind in STAGE_OF_KIND:
+                        missing = redeclare(frame, ctx)
+                        if missing is None:
+                            dropped += 1
+                            continue
+                        for kind, ts, meta in missing:
+                            head, *payload = (bytes(memoryview(p).cast("B")) for p in encode_frame(kind, ts, meta, []))
+                            out.write(head + b"".join(payload))
+                            declare(ctx, Frame(0, 0, kind, ts, b"".join(payload)))
                     src.seek(frame.offset)
                     out.write(src.read(frame.end - frame.offset))
                 else:
                     dropped += 1
             damaged = step_over_damage and res.problem is not None
             pos = next_good_frame(path, res.valid_end + 1) if damaged else None
+            if pos is not None:
+                skipped += pos - res.valid_end
+            after_damage = after_damage or pos is not None
         out.flush()
         os.fsync(out.fileno())
         size = out.tell()
-    return tmp, dropped, size
+    return tmp, dropped, size, skipped
