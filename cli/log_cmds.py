@@ -69,7 +69,8 @@ def logs_export(path: str, out: str, stage: str | None, start: str | None, end: 
     if as_json:
         echo_json(summary)
         return
-    by_stage = ", ".join(f"{n:,} {s}" for s, n in result.rows_by_stage.items()) or "nothing logged in the window"
+    by_stage = ", ".join(f"{n:,} {s}" for s, n in result.rows_by_stage.items()) or (
+        "nothing readable: see the warnings above" if result.problems else "nothing logged in the window")
     click.echo(f"exported {result.rows:,} rows ({by_stage}) from {result.calls:,} calls, "
                f"{result.labels_joined:,} labels joined, into {len(result.files)} file(s) under {result.path} "
                f"in {result.seconds:.2f} s")

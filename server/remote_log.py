@@ -59,8 +59,18 @@ class _Calls:
         return calls.log("ranking", request_id, calls.log_ids(ids, compact), scores, **kw)
 
 
+def _flush_seconds_is_the_servers(*_: Any) -> Any:
+    raise InvalidValueError(
+        "flush_seconds of a remote log is the server's: it cannot be read or set through a client",
+        hint="start the server with `vecstore serve --log-flush-seconds S` (default 1 s), or call log.flush()",
+    )
+
+
 class RemoteLog:
     """``store.log`` of the server's store (sync client)."""
+
+    # The library's log has it; here it would be set on the client object and do nothing.
+    flush_seconds = property(_flush_seconds_is_the_servers, _flush_seconds_is_the_servers)
 
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -129,6 +139,8 @@ class RemoteLog:
 
 class AsyncRemoteLog:
     """``store.log`` of the server's store, every method awaited (asyncio client)."""
+
+    flush_seconds = property(_flush_seconds_is_the_servers, _flush_seconds_is_the_servers)
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client

@@ -103,7 +103,7 @@ def test_store_close_stops_the_default_logs_flusher(tmp_path, rng):
     assert not flushers()
 
 
-@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), True, "1", [1]])
+@pytest.mark.parametrize("bad", [0, -1, 0.001, 1e10, float("nan"), float("inf"), True, "1", [1]])
 def test_bad_flush_seconds_are_refused(shop, bad):
     store, _ = shop
     with pytest.raises(vecstore.InvalidValueError, match="flush_seconds"):
@@ -330,3 +330,20 @@ def test_a_call_that_passed_its_checks_when_close_began_is_refused(shop):
     th.join(10)
     assert len(outcome) == 1 and isinstance(outcome[0], vecstore.StoreClosedError)
     assert vecstore.FeatureLog(store).info().retrieval_calls == 1
+
+
+def test_flush_seconds_on_a_closed_log_or_a_remote_log_is_refused(shop, tmp_path):
+    store, _ = shop
+    log = vecstore.FeatureLog(store)
+    log.close()
+    with pytest.raises(vecstore.StoreClosedError):
+        log.flush_seconds = 1.0
+    assert not flushers()
+    with start(store, "unix", tmp_path) as running:
+        client = vecstore.connect(running.address)
+        # Set on the client object it would silently do nothing.
+        with pytest.raises(vecstore.InvalidValueError, match="--log-flush-seconds"):
+            client.log.flush_seconds = 0.5
+        with pytest.raises(vecstore.InvalidValueError, match="the server's"):
+            client.log.flush_seconds  # noqa: B018 - the read is the test
+        client.close()

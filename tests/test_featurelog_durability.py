@@ -236,7 +236,14 @@ def test_compact_repairs_a_segment_damaged_in_the_middle(store_path, tmp_path, v
         assert store.log.compact().segments_repaired == 0  # nothing left to repair
 
 
-@pytest.mark.parametrize("victim", ["schema", "dictionary", "first call", "schema, table dropped"])
+# What is damaged: (frame kind, byte flipped in it).
+VICTIMS = {
+    "header": (0, 40), "header length": (0, 5), "schema": (4, 40), "dictionary": (5, 40), "first call": (1, 40),
+    "first label": (3, 40), "schema, table dropped": (4, 40),
+}
+
+
+@pytest.mark.parametrize("victim", list(VICTIMS))
 def test_compact_repairs_damage_before_the_first_record_and_restores_lost_declarations(store_path, tmp_path, victim):
     # Damage ahead of every record the index had counted (a writer that died
     # before its first checkpoint) made compact delete the whole segment, good
@@ -256,16 +263,26 @@ def test_compact_repairs_damage_before_the_first_record_and_restores_lost_declar
     subprocess.run([sys.executable, "-c", child, str(store_path)], check=True, timeout=120)
     seg = next((store_path / "logs" / "segments").glob("*.vsl"))
     frames = list(iter_frames(seg))
-    kind = {"first call": 1, "dictionary": 5}.get(victim, 4)
+    kind, byte = VICTIMS[victim]
     hit = next(f for f in frames if f.kind == kind)
-    assert hit.offset < min(f.offset for f in frames if f.kind == 1) + 1  # before or at the first call
+    assert hit.offset < min(f.offset for f in frames if f.kind == 1) + 1 or kind == 3  # ahead of every counted record
     data = bytearray(seg.read_bytes())
-    data[hit.offset + 40] ^= 0xFF
+    data[hit.offset + byte] ^= 0xFF
     seg.write_bytes(bytes(data))
+    if victim == "header":
+        from click.testing import CliRunner
+        from vecstore.cli.main import main
+
+        out = CliRunner().invoke(main, ["verify", str(store_path)])
+        assert out.exit_code == 1 and "`vecstore compact` repairs damaged log segments" in out.output
+        out = CliRunner().invoke(main, ["logs", "export", str(store_path), str(tmp_path / "cli")])
+        assert "nothing readable: see the warnings above" in out.output, out.output
     with vecstore.open(store_path) as store:
         assert any("good frames follow" in p and "vecstore compact" in p for p in store.log.verify())
         res = store.log.export(tmp_path / "before")
         assert any("vecstore compact" in p for p in res.problems), "the export says what it could not read"
+        if kind == 0:  # not a wrong offset found by following a damaged length
+            assert any("at offset 0" in p for p in res.problems), res.problems
         if victim == "schema, table dropped":
             store.drop_table("items")
         report = store.log.compact()
@@ -278,11 +295,12 @@ def test_compact_repairs_damage_before_the_first_record_and_restores_lost_declar
             return
         rows = export_table(store, tmp_path / "after")
         lost = {"r0"} if victim == "first call" else set()
+        lost_labels = lost | ({"r0"} if victim == "first label" else set())
         assert {r["request_id"] for r in rows} == {f"r{r}" for r in range(6)} - lost
         want = store.table("items").get([r["item"] for r in rows], features=["category", "price"])
         assert [r["category"] for r in rows] == list(want["category"])  # dictionaries restored exactly
         np.testing.assert_array_equal([r["price"] for r in rows], want["price"])
-        assert sum(r["label_click"] == 1.0 for r in rows) == 6 - len(lost)
+        assert sum(r["label_click"] == 1.0 for r in rows) == 6 - len(lost_labels)
         assert store.log.stats(stage="retrieval", feature="price").count == 5 * (6 - len(lost))
 
 

@@ -549,9 +549,9 @@ def test_error_in_batch_with_nulls_writes_nothing_of_it(tmp_path, store):
 
 
 def test_read_error_midway(tmp_path, store, monkeypatch):
-    import vecstore.table_import as ti
+    from vecstore import import_sources
 
-    monkeypatch.setattr(ti, "_BLOCK_BYTES", 64)  # many small blocks: the bad row is read after some are written
+    monkeypatch.setattr(import_sources, "BLOCK_BYTES", 64)  # many small blocks: the bad row is read after some are written
     path = tmp_path / "r.csv"
     path.write_text("id,x\n" + "".join(f"k{i},{i}\n" for i in range(100)) + "k100,abc\n")
     with pytest.raises(ImportFileError) as e:
@@ -655,9 +655,9 @@ def test_a_quote_left_open_in_csv_is_refused_not_swallowed(tmp_path):
 
 
 def test_a_quote_left_open_late_in_a_csv_stops_the_import_there(tmp_path, store, monkeypatch):
-    import vecstore.table_import as ti
+    from vecstore import import_sources
 
-    monkeypatch.setattr(ti, "_BLOCK_BYTES", 1 << 10)  # several blocks: the open quote is read after some are written
+    monkeypatch.setattr(import_sources, "BLOCK_BYTES", 1 << 10)  # several blocks: the open quote is read after some are written
     path = tmp_path / "late.csv"
     path.write_text("id,c\n" + "".join(f"k{i},v{i}\n" for i in range(300)) + 'k300,"open\n' + "k301,v\nk302,v\n")
     with pytest.raises(ImportFileError, match="spans several lines") as e:
@@ -665,3 +665,23 @@ def test_a_quote_left_open_late_in_a_csv_stops_the_import_there(tmp_path, store,
     assert 0 < e.value.rows_imported <= 300
     assert len(store.table("t")) == e.value.rows_imported
     assert not store.table("t").contains(["k301", "k302"]).any()
+
+
+def test_csv_read_errors_name_the_column_and_say_what_to_check(tmp_path):
+    with vecstore.open(tmp_path / "s.vs") as s:
+        base = tmp_path / "base.csv"
+        base.write_text("id,name,price\n1,a,1.5\n")
+        import_file(s, "t", base)
+        # Into an existing f64 column: pyarrow fails while opening the file (its
+        # first block), and called the column "CSV column #2".
+        bad = tmp_path / "bad.csv"
+        bad.write_text("id,name,price\n12,c,abc\n")
+        with pytest.raises(ImportFileError, match="In column 'price': CSV conversion error to double: invalid value 'abc'"):
+            import_file(s, "t", bad)
+        # A quote left open until the end: the column count breaks; the hint says why.
+        quote = tmp_path / "q.csv"
+        quote.write_text('id,name,price\n3,"open quote,3.5\n4,d,4.5\n')
+        with pytest.raises(ImportFileError, match="Expected 3 columns") as e:
+            import_file(s, "t", quote)
+        assert "a quote left open" in str(e.value)
+        assert len(s.table("t")) == 1

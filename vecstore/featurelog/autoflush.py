@@ -40,14 +40,22 @@ __all__ = ["AutoFlusher", "check_flush_seconds"]
 _log = logging.getLogger("vecstore.featurelog")
 
 
+# Shorter than this, an idle thread spins for nothing; longer than a day is
+# no bound on what a crash loses (and overflows the timer at ~1e10 s).
+MIN_SECONDS, MAX_SECONDS = 0.01, 86400.0
+
+
 def check_flush_seconds(value: Any) -> float | None:
-    """``value`` as a positive number of seconds, or None (no background flush)."""
+    """``value`` as a number of seconds in [0.01, 86400], or None (no background flush)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+        or not MIN_SECONDS <= value <= MAX_SECONDS
+    ):
         raise InvalidValueError(
-            f"flush_seconds must be a positive number of seconds or None, got {value!r}",
-            hint="None (the default) leaves flushing to explicit flush() calls",
+            f"flush_seconds must be a number of seconds from {MIN_SECONDS:g} to {MAX_SECONDS:g}, got {value!r}",
+            hint="None turns background flushing off (vecstore serve: --log-flush-seconds 0)",
         )
     return float(value)
 

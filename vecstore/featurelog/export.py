@@ -60,7 +60,7 @@ import pyarrow.parquet as pq
 from ..errors import ExportError, InvalidValueError, TableNotFoundError
 from .columns import decode_ids_text, decode_scores, id_text, unpack_objects
 from .delta import Call
-from .frames import KIND_OF_STAGE, ScanResult, next_good_frame
+from .frames import KIND_HEADER, KIND_OF_STAGE, ScanResult, next_good_frame
 from .inputs import to_time
 from .segments import scan_frames
 from .stats import check_stage
@@ -460,7 +460,9 @@ def export(
     root.mkdir(parents=True, exist_ok=True)
 
     def want(kind: int, ts: float, off: int) -> bool:
-        return kind in kinds and lo_f <= ts < hi_f
+        # The header is loaded (so checked) too: a damaged length there would
+        # otherwise send the scan past good frames without a word.
+        return kind == KIND_HEADER or kind in kinds and lo_f <= ts < hi_f
 
     for seg in view.segments:
         info = view.entries[seg.name]
@@ -502,7 +504,14 @@ def export(
         finally:
             if ctx is not None:
                 ctx.__exit__(None, None, None)
-        if scanned.problem is not None:
+        if damaged and scanned.problem is None and next_good_frame(seg, info.covered + 1) is not None:
+            # The export read frames (it checks only what it loads) that the
+            # index could not: their labels and statistics are missing.
+            problems.append(
+                f"{seg.name}: damaged at offset {info.covered}, where the log index stopped reading; labels of "
+                "the records after it are not joined; `vecstore compact` (log.compact()) repairs the segment"
+            )
+        elif scanned.problem is not None:
             # A torn tail (a crash mid-write) is routine; good frames after the
             # damage are not: say so rather than export a silently shorter log.
             after = next_good_frame(seg, scanned.valid_end + 1)

@@ -304,6 +304,7 @@ class FeatureLog:
     @flush_seconds.setter
     def flush_seconds(self, value: float | None) -> None:
         seconds = check_flush_seconds(value)
+        self._check_open()
         with self._lock:
             old, self._flusher = self._flusher, None
             self._flush_seconds = seconds
