@@ -36,6 +36,7 @@ import numpy as np
 
 from vecstore.bloom import BloomFilter
 from vecstore.errors import InvalidValueError, VecstoreError
+from vecstore.featurelog.columns import encode_ids
 from vecstore.features import Feature
 from vecstore.hashing import hash_ids, normalize_ids
 from vecstore.info import BloomInfo, StoreInfo, TableInfo
@@ -84,6 +85,9 @@ def _pack_error(exc: Exception, args: dict[str, Any]) -> VecstoreError:
     for key in ("ids", "id", "among"):
         if key in args:
             normalize_ids(args[key], 0)  # raises the local InvalidIdError for a bad ID
+    positional = args.get("args")
+    if isinstance(positional, list) and len(positional) > 1 and isinstance(positional[1], (list, tuple)):
+        encode_ids(positional[1])  # log.retrieval / log.ranking (request_id, ids, ...): the log's own ID check
     return InvalidValueError(f"cannot send this value: {exc}")
 
 

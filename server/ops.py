@@ -71,7 +71,7 @@ def always(s: Session, a: dict[str, Any]) -> bool:
 
 def few_ids(s: Session, a: dict[str, Any]) -> bool:
     ids = a.get("ids")
-    return not isinstance(ids, (list, np.ndarray)) or len(ids) <= INLINE_MAX_IDS
+    return not isinstance(ids, (list, tuple, np.ndarray)) or len(ids) <= INLINE_MAX_IDS
 
 
 def op(

@@ -391,3 +391,31 @@ def test_index_is_rebuilt_from_the_segments(store_path, tmp_path):
         assert after.mean == pytest.approx(before.mean, rel=1e-12)
         assert export_table(store, tmp_path / "b") == rows
         assert store.log.info().distinct_labels == 40
+
+
+def test_damage_in_the_indexed_part_is_left_by_prune_and_repaired_by_compact(store_path, tmp_path):
+    # Bit rot in frames the index had already read: prune's rewrite used to
+    # stop there and drop the good frames after it, and compact (which looked
+    # only past the indexed part) left it; the index still counted the lost call.
+    with vecstore.open(store_path) as store:
+        ids = [f"item-{i}" for i in range(20)]
+        for r in range(6):
+            store.log.retrieval(f"r{r}", ids[r : r + 4], np.ones(4), table="items", sample=1.0, ts=T0 + r)
+    seg = next((store_path / "logs" / "segments").glob("*.vsl"))
+    calls = [f for f in iter_frames(seg) if f.kind == 1]
+    data = bytearray(seg.read_bytes())
+    data[calls[2].offset + 60] ^= 0xFF
+    seg.write_bytes(bytes(data))
+    with vecstore.open(store_path) as store:
+        log = store.log
+        assert any("vecstore compact" in p for p in log.verify())
+        assert log.prune(before=T0 + 0.5).segments_busy == 1  # left for compact, good frames kept
+        assert seg.stat().st_size == len(data)
+        report = log.compact()
+        assert report.segments_repaired == 1 and report.damaged_bytes_dropped == calls[2].end - calls[2].offset
+        assert log.verify() == []
+        assert log.info().retrieval_calls == 5  # the index was rebuilt: the lost call no longer counts
+        assert log.stats(stage="retrieval", feature="price").count == 5 * 4
+        rows = export_table(store, tmp_path / "out")
+        assert {r["request_id"] for r in rows} == {"r1", "r3", "r4", "r5"}  # r0 pruned, r2 damaged
+        assert log.compact().segments_repaired == 0

@@ -129,3 +129,15 @@ def test_invalid_ids(bad):
         vecstore.hash_ids(bad if not isinstance(bad, dict) else bad, seed=0)
     with pytest.raises(vecstore.InvalidIdError):
         vecstore.hash_ids([bad], seed=0)
+
+
+def test_utf8ids_hash_like_the_same_strs_and_cannot_drift():
+    from vecstore.hashing import Utf8Ids, normalize_ids
+
+    ids = Utf8Ids.from_joined("a\0bé\0\0日本".encode())
+    assert ids == ("a", "bé", "", "日本") and ids.utf8 == [b"a", "bé".encode(), b"", "日本".encode()]
+    np.testing.assert_array_equal(normalize_ids(ids, 9).keys, normalize_ids(list(ids), 9).keys)
+    with pytest.raises(TypeError):
+        ids[0] = "z"  # a tuple: the strs and their bytes stay in step
+    bare = Utf8Ids(["x", "y"])  # built without its bytes: hashed the ordinary way
+    np.testing.assert_array_equal(normalize_ids(bare, 9).keys, normalize_ids(["x", "y"], 9).keys)

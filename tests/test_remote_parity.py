@@ -404,6 +404,9 @@ def test_feature_log(db, items, rng, tmp_path):
         log.retrieval("", ids[:2], [1.0, 2.0], table="items")
     with pytest.raises(vecstore.TableNotFoundError):
         log.ranking("req-2", ids[:2], [1.0, 2.0], table="nope")
+    for few_or_many in (ids[:2], ids[:40]):  # an ID that cannot be encoded: the same error either side of the wire
+        with pytest.raises(vecstore.InvalidIdError):
+            log.retrieval("req-3", [*few_or_many, "x\ud800"], np.ones(len(few_or_many) + 1), table="items")
 
 
 def test_large_str_batches_with_awkward_ids(items, rng):

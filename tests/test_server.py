@@ -385,7 +385,7 @@ def test_str_ids_extension_round_trips_exactly(ids):
         return
     assert packed is not None and packed.code == EXT_STR_IDS
     back = unpackb(packb({"ids": packed}))["ids"]
-    assert back == ids and all(type(x) is str for x in back)
+    assert list(back) == ids and all(type(x) is str for x in back)
     assert back.utf8 == [x.encode("utf-8") for x in ids]
     h = vecstore.hash_ids
     np.testing.assert_array_equal(h(back, seed=7), h(list(ids), seed=7))

@@ -65,21 +65,22 @@ TAG_INT = 0x03
 _h = xxhash.xxh3_64_intdigest
 _STR_TAG = bytes((TAG_STR,))
 
-class Utf8Ids(list):  # type: ignore[type-arg]
-    r"""A list of str IDs that also holds each one's UTF-8 bytes (``utf8``), so hashing does not encode them again.
+class Utf8Ids(tuple):  # type: ignore[type-arg]
+    r"""A tuple of str IDs that also holds each one's UTF-8 bytes (``utf8``), so hashing does not encode them again.
 
     The sidecar server decodes the compact wire form of a str batch (one
     NUL-joined UTF-8 string) into one: splitting that string gives both
-    lists in two C-level calls.  To everything else it is a plain list of str.
+    sequences in two C-level calls.  To everything else it is a tuple of str
+    (immutable, so the two cannot drift apart).
 
     Example::
 
         >>> ids = Utf8Ids.from_joined(b"item-1\x00item-2")
         >>> ids, ids.utf8
-        (['item-1', 'item-2'], [b'item-1', b'item-2'])
+        (('item-1', 'item-2'), [b'item-1', b'item-2'])
     """
 
-    __slots__ = ("utf8",)
+    utf8: list[bytes]
 
     @classmethod
     def from_joined(cls, data: bytes) -> Utf8Ids:
@@ -309,7 +310,7 @@ def normalize_ids(ids: Any, seed: int, hash_bits: int = 64) -> IdBatch:
             raise _bad_id(ids)
     seed &= _M64
     utf8: list[bytes] | tuple[bytes, np.ndarray, np.ndarray] | None = None
-    if type(ids) is Utf8Ids and len(ids) < _VECTORIZE_MIN:
+    if type(ids) is Utf8Ids and len(getattr(ids, "utf8", ())) == len(ids) and len(ids) < _VECTORIZE_MIN:
         utf8 = ids.utf8
         keys = np.fromiter(map(_h, utf8, repeat(seed)), dtype=np.uint64, count=len(utf8))
         if mask is not None:

@@ -46,6 +46,8 @@ from .frames import (
     KIND_SCHEMA,
     STAGE_OF_KIND,
     Frame,
+    ScanResult,
+    iter_frames,
     next_good_frame,
 )
 from .inputs import to_time
@@ -96,6 +98,14 @@ def _size(paths: list[Path]) -> int:
     return total
 
 
+def _damage_before(seg: Path, covered: int) -> int | None:
+    """Offset of a frame before ``covered`` that fails its checks now (the file changed after it was indexed)."""
+    res = ScanResult()
+    for _ in iter_frames(seg, stop=covered, result=res):
+        pass
+    return res.valid_end if res.problem is not None and res.valid_end < covered else None
+
+
 def _events(info: SegInfo) -> int:
     return sum(info.records.get(k, 0) for k in _EVENT_KINDS)
 
@@ -132,7 +142,10 @@ def prune(log: FeatureLog, *, before: Any) -> PruneReport:
                 removed += 1
                 dropped += _events(info)
                 continue
-            if os.fstat(fd).st_size > info.covered and next_good_frame(seg, info.covered + 1) is not None:
+            size = os.fstat(fd).st_size
+            if size > info.covered and next_good_frame(seg, info.covered + 1) is not None or (
+                _damage_before(seg, info.covered) is not None
+            ):
                 # Damaged in the middle: a rewrite would stop at the damage and
                 # lose the good frames after it.  compact() repairs it first.
                 busy += 1
@@ -198,6 +211,8 @@ def compact(log: FeatureLog) -> PruneReport:
 
     A segment damaged in the middle (good frames after a bad one) is rewritten
     with every frame that checks out; only the bytes that do not are dropped.
+    Every dead segment is read through with its checksums, so damage in what
+    the index had already read is found too (the index is then rebuilt).
     """
     log._check_open(write=True)
     view = log._view()
@@ -206,6 +221,7 @@ def compact(log: FeatureLog) -> PruneReport:
     own = log._seg.path.name if log._seg is not None else None
     removed = torn = repaired = damaged = 0
     redeclare = _redeclarer(log)
+    rebuild = False
     for seg in view.segments:
         if seg.name == own:
             continue
@@ -216,6 +232,20 @@ def compact(log: FeatureLog) -> PruneReport:
                 continue
             st = os.fstat(fd)
             size = st.st_size
+            rot = _damage_before(seg, info.covered)
+            if rot is not None:
+                # Damage (bit rot) in what the index has already read: repair
+                # the file, then rebuild the index, which counted what is lost.
+                if next_good_frame(seg, rot + 1) is not None:
+                    tmp, _, _, lost = rewrite(seg, lambda f: True, step_over_damage=True, redeclare=redeclare)
+                    index.set_entry(seg.name, info, rename=(tmp, seg))
+                    repaired += 1
+                    damaged += lost
+                else:
+                    os.truncate(seg, rot)
+                    damaged += size - rot
+                rebuild = True
+                continue
             # Good frames after damage: even with no record counted yet (the
             # damage came first) the segment is repaired, never deleted.
             damaged_mid = size > info.covered and next_good_frame(seg, info.covered + 1) is not None
@@ -246,6 +276,8 @@ def compact(log: FeatureLog) -> PruneReport:
                     salvaged = True
         if salvaged:
             index.absorb(seg)  # fold the recovered frames' statistics and labels into the index
+    if rebuild:
+        log.rebuild_index()
     cutoff = time.time() - 3600
     for p in log.seg_dir.glob(".*"):
         # Leftovers of a crash while creating or rewriting a segment.  A file
