@@ -89,6 +89,21 @@ def read_acks(proc: subprocess.Popen, until: int) -> list[str]:
     return acks
 
 
+def log_and_die(store_path: Path, n: int, ids: str, sample: str) -> None:
+    """A process logs ``n`` requests (retrieval with ``ids``, a click on ids[0]) and dies before any checkpoint."""
+    child = (
+        "import os, sys, numpy as np, vecstore\n"
+        "store = vecstore.open(sys.argv[1])\n"
+        "log = vecstore.FeatureLog(store, checkpoint_seconds=1e9)\n"
+        f"for r in range({n}):\n"
+        f"    ids = {ids}\n"
+        f"    log.retrieval(f'r{{r}}', ids, np.ones(len(ids)), table='items', {sample}, ts={T0} + r)\n"
+        f"    log.label(f'r{{r}}', ids[0], 'click', 1.0, ts={T0} + r)\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", child, str(store_path)], check=True, timeout=120)
+
+
 def export_table(store, path):
     res = store.log.export(path)
     return ds.dataset(res, format="parquet", partitioning="hive").to_table().to_pylist()
@@ -191,17 +206,7 @@ def test_compact_repairs_a_segment_damaged_in_the_middle(store_path, tmp_path, v
     # A writer dies before its last checkpoint, and a frame in the part the
     # index never covered is damaged: compact must keep the good frames after
     # it (it used to cut the file at the damage, as if it were a torn tail).
-    child = (
-        "import os, sys, numpy as np, vecstore\n"
-        "store = vecstore.open(sys.argv[1])\n"
-        "log = vecstore.FeatureLog(store, checkpoint_seconds=1e9)\n"
-        "for r in range(8):\n"
-        "    ids = [f'item-{i}' for i in range(40)]\n"
-        f"    log.retrieval(f'r{{r}}', ids, np.ones(40), table='items', sample=4, ts={T0} + r)\n"
-        f"    log.label(f'r{{r}}', 'item-0', 'click', 1.0, ts={T0} + r)\n"
-        "os._exit(0)\n"
-    )
-    subprocess.run([sys.executable, "-c", child, str(store_path)], check=True, timeout=120)
+    log_and_die(store_path, 8, "[f'item-{i}' for i in range(40)]", "sample=4")
     seg = next((store_path / "logs" / "segments").glob("*.vsl"))
     calls = [f for f in iter_frames(seg) if f.kind == 1]  # retrievals
     data = bytearray(seg.read_bytes())
@@ -250,17 +255,7 @@ def test_compact_repairs_damage_before_the_first_record_and_restores_lost_declar
     # frames and all, and export skipped it without a word.  Damage to a schema
     # or dictionary frame also leaves later calls undecodable unless the repair
     # writes those declarations again (from the store, which still knows them).
-    child = (
-        "import os, sys, numpy as np, vecstore\n"
-        "store = vecstore.open(sys.argv[1])\n"
-        "log = vecstore.FeatureLog(store, checkpoint_seconds=1e9)\n"
-        "for r in range(6):\n"
-        "    ids = [f'item-{i}' for i in range(r * 5, r * 5 + 5)]\n"
-        f"    log.retrieval(f'r{{r}}', ids, np.ones(5), table='items', sample=1.0, ts={T0} + r)\n"
-        f"    log.label(f'r{{r}}', ids[0], 'click', 1.0, ts={T0} + r)\n"
-        "os._exit(0)\n"
-    )
-    subprocess.run([sys.executable, "-c", child, str(store_path)], check=True, timeout=120)
+    log_and_die(store_path, 6, "[f'item-{i}' for i in range(r * 5, r * 5 + 5)]", "sample=1.0")
     seg = next((store_path / "logs" / "segments").glob("*.vsl"))
     frames = list(iter_frames(seg))
     kind, byte = VICTIMS[victim]

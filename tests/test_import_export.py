@@ -634,19 +634,22 @@ def test_import_hints_fit_the_mistake(tmp_path):
         assert info.value.hint == "use f64"  # not "a wider dtype such as f32"
 
 
+def refused(store, path, text: str, match: str) -> ImportFileError:
+    """Import ``text`` written to ``path`` into table "t" and return the ImportFileError it must raise."""
+    path.write_text(text)
+    with pytest.raises(ImportFileError, match=match) as e:
+        import_file(store, "t", path)
+    return e.value
+
+
 def test_a_quote_left_open_in_csv_is_refused_not_swallowed(tmp_path):
     # pyarrow reads an unclosed quote to the end of the file as one value: the
     # rows after it vanished into a category string and the import "succeeded".
-    f = tmp_path / "open.csv"
-    f.write_text('id,price,category\na,1.5,x\nb,2.5,"y\nc,3.5,z\nd,4.5,w\n')
     with vecstore.open(tmp_path / "s.vs") as s:
-        with pytest.raises(ImportFileError, match=r"column 'category' at row 1 spans several lines \(a quote left open\?\)"):
-            import_file(s, "t", f)
+        refused(s, tmp_path / "open.csv", 'id,price,category\na,1.5,x\nb,2.5,"y\nc,3.5,z\nd,4.5,w\n',
+                r"column 'category' at row 1 spans several lines \(a quote left open\?\)")
         assert "t" not in s  # the new table is dropped again: nothing was imported
-        g = tmp_path / "open_id.csv"
-        g.write_text('price,id\n1.5,a\n2.5,"b\n3.5,c\n')
-        with pytest.raises(ImportFileError, match="column 'id' at row 1 spans several lines"):
-            import_file(s, "t", g)
+        refused(s, tmp_path / "open_id.csv", 'price,id\n1.5,a\n2.5,"b\n3.5,c\n', "column 'id' at row 1 spans several lines")
         # Quotes that close, commas and doubled quotes inside them, are fine.
         h = tmp_path / "ok.csv"
         h.write_text('id,category\na,"y, z"\nb,"He said ""hi"""\n')
@@ -674,14 +677,9 @@ def test_csv_read_errors_name_the_column_and_say_what_to_check(tmp_path):
         import_file(s, "t", base)
         # Into an existing f64 column: pyarrow fails while opening the file (its
         # first block), and called the column "CSV column #2".
-        bad = tmp_path / "bad.csv"
-        bad.write_text("id,name,price\n12,c,abc\n")
-        with pytest.raises(ImportFileError, match="In column 'price': CSV conversion error to double: invalid value 'abc'"):
-            import_file(s, "t", bad)
+        refused(s, tmp_path / "bad.csv", "id,name,price\n12,c,abc\n",
+                "In column 'price': CSV conversion error to double: invalid value 'abc'")
         # A quote left open until the end: the column count breaks; the hint says why.
-        quote = tmp_path / "q.csv"
-        quote.write_text('id,name,price\n3,"open quote,3.5\n4,d,4.5\n')
-        with pytest.raises(ImportFileError, match="Expected 3 columns") as e:
-            import_file(s, "t", quote)
-        assert "a quote left open" in str(e.value)
+        e = refused(s, tmp_path / "q.csv", 'id,name,price\n3,"open quote,3.5\n4,d,4.5\n', "Expected 3 columns")
+        assert "a quote left open" in str(e)
         assert len(s.table("t")) == 1
