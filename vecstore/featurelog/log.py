@@ -14,8 +14,8 @@ with one ``writev`` before it returns, so once a call returns a process crash
 (SIGKILL, OOM kill, segfault) cannot lose it.  :meth:`~FeatureLog.flush`
 fsyncs: what was logged before it returns also survives an OS crash or a
 power loss; what was logged after the last ``flush`` may not.  With
-``flush_seconds`` set, a background thread flushes that often, so the serving
-path never waits for the disk (see autoflush.py).  A crash in the middle of a
+``flush_seconds`` set, a background thread flushes that often, so no logging
+call waits for those fsyncs (see autoflush.py).  A crash in the middle of a
 write leaves a torn frame that readers detect and skip.
 
 Example::
