@@ -139,7 +139,6 @@ def test_a_failed_background_flush_is_raised_by_the_next_flush(shop, monkeypatch
     assert vecstore.FeatureLog(store).info().retrieval_calls == 2
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_starts_its_own_flusher(shop, fsyncs):
     store, _ = shop
     log = vecstore.FeatureLog(store, seed=0, flush_seconds=0.05)
