@@ -414,3 +414,21 @@ def test_damage_in_the_indexed_part_is_left_by_prune_and_repaired_by_compact(sto
         rows = export_table(store, tmp_path / "out")
         assert {r["request_id"] for r in rows} == {"r1", "r3", "r4", "r5"}  # r0 pruned, r2 damaged
         assert log.compact().segments_repaired == 0
+
+
+def test_damage_in_the_last_indexed_frame_is_cut_and_the_index_rebuilt(store_path):
+    with vecstore.open(store_path) as store:
+        for r in range(4):
+            store.log.retrieval(f"r{r}", ["item-1", "item-2"], np.ones(2), table="items", sample=1.0, ts=T0 + r)
+    seg = next((store_path / "logs" / "segments").glob("*.vsl"))
+    last = list(iter_frames(seg))[-1]
+    assert last.kind == 1  # r3's retrieval
+    data = bytearray(seg.read_bytes())
+    data[last.offset + 60] ^= 0xFF
+    seg.write_bytes(bytes(data))
+    with vecstore.open(store_path) as store:
+        report = store.log.compact()
+        assert report.damaged_bytes_dropped == last.end - last.offset and report.torn_bytes_dropped == 0
+        assert seg.stat().st_size == last.offset
+        assert store.log.verify() == []
+        assert store.log.info().retrieval_calls == 3  # the index was rebuilt: the lost call no longer counts

@@ -98,12 +98,23 @@ def _size(paths: list[Path]) -> int:
     return total
 
 
-def _damage_before(seg: Path, covered: int) -> int | None:
-    """Offset of a frame before ``covered`` that fails its checks now (the file changed after it was indexed)."""
+def _damage(seg: Path, info: SegInfo, size: int) -> tuple[int, bool, bool] | None:
+    """Where a dead segment stops checking out: ``(offset, inside the indexed part, good frames after it)``.
+
+    Past ``covered`` is what failed when the index caught up (a torn tail or
+    damage); before it, a frame that fails now changed after it was indexed
+    (bit rot), which only reading every checksum finds.  None: all is well.
+    """
     res = ScanResult()
-    for _ in iter_frames(seg, stop=covered, result=res):
+    for _ in iter_frames(seg, stop=info.covered, result=res):
         pass
-    return res.valid_end if res.problem is not None and res.valid_end < covered else None
+    if res.problem is not None and res.valid_end < info.covered:
+        at, indexed = res.valid_end, True
+    elif size > info.covered:
+        at, indexed = info.covered, False
+    else:
+        return None
+    return at, indexed, next_good_frame(seg, at + 1) is not None
 
 
 def _events(info: SegInfo) -> int:
@@ -142,12 +153,11 @@ def prune(log: FeatureLog, *, before: Any) -> PruneReport:
                 removed += 1
                 dropped += _events(info)
                 continue
-            size = os.fstat(fd).st_size
-            if size > info.covered and next_good_frame(seg, info.covered + 1) is not None or (
-                _damage_before(seg, info.covered) is not None
-            ):
-                # Damaged in the middle: a rewrite would stop at the damage and
-                # lose the good frames after it.  compact() repairs it first.
+            bad = _damage(seg, info, os.fstat(fd).st_size)
+            if bad is not None and (bad[1] or bad[2]):
+                # Damaged in the middle (or in what the index had read): a
+                # rewrite would stop at the damage and lose what follows it,
+                # and the index would keep counting it.  compact() repairs it.
                 busy += 1
                 continue
             tmp, n, _, _ = rewrite(seg, keep=lambda f: f.kind not in _EVENT_KINDS or f.ts >= t)
@@ -232,48 +242,39 @@ def compact(log: FeatureLog) -> PruneReport:
                 continue
             st = os.fstat(fd)
             size = st.st_size
-            rot = _damage_before(seg, info.covered)
-            if rot is not None:
-                # Damage (bit rot) in what the index has already read: repair
-                # the file, then rebuild the index, which counted what is lost.
-                if next_good_frame(seg, rot + 1) is not None:
-                    tmp, _, _, lost = rewrite(seg, lambda f: True, step_over_damage=True, redeclare=redeclare)
-                    index.set_entry(seg.name, info, rename=(tmp, seg))
-                    repaired += 1
-                    damaged += lost
-                else:
-                    os.truncate(seg, rot)
-                    damaged += size - rot
-                rebuild = True
-                continue
+            bad = _damage(seg, info, size)
+            at, indexed, good_after = bad if bad is not None else (size, False, False)
             # Good frames after damage: even with no record counted yet (the
             # damage came first) the segment is repaired, never deleted.
-            damaged_mid = size > info.covered and next_good_frame(seg, info.covered + 1) is not None
-            if not _events(info) and not damaged_mid:
+            if not _events(info) and not good_after:
                 index.set_entry(seg.name, None, unlink=seg)
                 removed += 1
                 continue
             if st.st_blocks * 512 > size + (1 << 20):
                 os.truncate(seg, size)  # a crashed writer's space reserved past the end (see segments.py)
-            if size > info.covered:
-                # Everything after `covered` failed its checks when the index caught up.
-                if not damaged_mid:
-                    # A torn tail (a crash while appending): cut it.
-                    os.truncate(seg, info.covered)
-                    torn += size - info.covered
-                    info.size = info.covered
-                    index.set_entry(seg.name, info)
-                else:
-                    # Damage in the middle, with good frames after it: cutting
-                    # there would lose them.  Keep every frame that checks out;
-                    # the copy keeps the offsets up to `covered`, so the entry
-                    # stays valid and the catch-up below reads only the rest.
-                    tmp, _, _, lost = rewrite(seg, lambda f: True, step_over_damage=True, redeclare=redeclare)
-                    info.size = info.covered  # not the file's size: the catch-up scans on from `covered`
-                    index.set_entry(seg.name, info, rename=(tmp, seg))
-                    repaired += 1
+            if bad is None:
+                continue
+            if good_after:
+                # Keep every frame that checks out, stepping over the damage.
+                # The copy keeps the offsets before it, so an entry whose
+                # indexed part is intact stays valid and the catch-up below
+                # reads only the rest.
+                tmp, _, _, lost = rewrite(seg, lambda f: True, step_over_damage=True, redeclare=redeclare)
+                repaired += 1
+                damaged += lost
+            else:
+                os.truncate(seg, at)  # nothing good after it: cut it off
+                lost, tmp = size - at, None
+                if indexed:
                     damaged += lost
-                    salvaged = True
+                else:
+                    torn += lost  # a torn tail (a crash while appending)
+            if not indexed:
+                info.size = info.covered  # not the file's size: a catch-up scans on from `covered`
+            index.set_entry(seg.name, info, rename=(tmp, seg) if tmp is not None else None)
+            # Bit rot in what the index had read: it counted what is lost, so it is rebuilt.
+            rebuild = rebuild or indexed
+            salvaged = tmp is not None and not indexed
         if salvaged:
             index.absorb(seg)  # fold the recovered frames' statistics and labels into the index
     if rebuild:
