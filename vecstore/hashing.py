@@ -310,22 +310,18 @@ def normalize_ids(ids: Any, seed: int, hash_bits: int = 64) -> IdBatch:
             raise _bad_id(ids)
     seed &= _M64
     utf8: list[bytes] | tuple[bytes, np.ndarray, np.ndarray] | None = None
-    if type(ids) is Utf8Ids and len(getattr(ids, "utf8", ())) == len(ids) and len(ids) < _VECTORIZE_MIN:
-        utf8 = ids.utf8
-        keys = np.fromiter(map(_h, utf8, repeat(seed)), dtype=np.uint64, count=len(utf8))
-        if mask is not None:
-            keys &= mask
-        return IdBatch(keys, ids, False, None, utf8)
     if len(ids) >= _VECTORIZE_MIN:
         utf8 = _pack_str(ids)
     if utf8 is not None:
         data, starts, lengths = utf8
         keys = xxh3_64_packed(np.frombuffer(data, dtype=np.uint8), starts, lengths, seed)
     else:
+        known = getattr(ids, "utf8", None) if type(ids) is Utf8Ids else None
         try:
             # All str (the common case for catalog IDs): C-level maps, each
-            # ID encoded once and the bytes kept for the stored form.
-            utf8 = list(map(str.encode, ids))
+            # ID encoded once (or not at all: a Utf8Ids has its bytes) and the
+            # bytes kept for the stored form.
+            utf8 = known if known is not None and len(known) == len(ids) else list(map(str.encode, ids))
         except TypeError:
             utf8 = None
         except UnicodeEncodeError:
