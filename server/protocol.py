@@ -25,7 +25,6 @@ from __future__ import annotations
 import builtins
 import re
 import struct
-import threading
 from typing import Any
 
 import msgpack
@@ -36,6 +35,7 @@ from vecstore import errors as _errors
 from vecstore import remote as _remote
 from vecstore.errors import IdCollisionError, VecstoreError
 from vecstore.hashing import Utf8Ids
+from vecstore.packing import ThreadPacker
 from vecstore.remote import ProtocolError
 
 __all__ = [
@@ -222,19 +222,12 @@ def new_packer() -> msgpack.Packer:
     return msgpack.Packer(default=_default, use_bin_type=True, datetime=False, autoreset=True)
 
 
-_local = threading.local()
+_packer = ThreadPacker(new_packer)
 
 
 def packb(obj: Any) -> bytes:
     """One msgpack body (arrays as extension 1), with this thread's Packer."""
-    p = getattr(_local, "packer", None)
-    if p is None:
-        p = _local.packer = new_packer()
-    try:
-        return p.pack(obj)
-    except BaseException:
-        p.reset()
-        raise
+    return _packer.pack(obj)
 
 
 def unpackb(body: Any) -> Any:

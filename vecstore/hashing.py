@@ -226,14 +226,15 @@ def _hash_int64(arr: np.ndarray, seed: int) -> np.ndarray:
     return np.fromiter(map(_h, raw, repeat(seed)), dtype=np.uint64, count=n)
 
 
-def _hash_each(ids: Sequence[Any], seed: int) -> np.ndarray:
-    """Keys of a batch that is not all str, one ID at a time (InvalidIdError for a bad one)."""
+def _hash_each(ids: Sequence[Any], seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Keys of a batch that is not all str, and the int64 array of an all-int one (InvalidIdError for a bad ID)."""
     if all(type(x) is int for x in ids):  # plain ints (not bool, not numpy scalars): no per-ID type checks
         try:
-            return _hash_int64(np.array(ids, dtype=np.int64), seed)
+            arr = np.array(ids, dtype=np.int64)
+            return _hash_int64(arr, seed), arr  # the array also serves the stored forms (IdBatch.packed)
         except OverflowError:
             pass  # out of the int64 range: the checks below name the ID
-    return np.array([_hash_one(x, seed) for x in ids], dtype=np.uint64)
+    return np.array([_hash_one(x, seed) for x in ids], dtype=np.uint64), None
 
 
 def _pack_str(ids: Sequence[Any]) -> tuple[bytes, np.ndarray, np.ndarray] | None:
@@ -310,6 +311,7 @@ def normalize_ids(ids: Any, seed: int, hash_bits: int = 64) -> IdBatch:
             raise _bad_id(ids)
     seed &= _M64
     utf8: list[bytes] | tuple[bytes, np.ndarray, np.ndarray] | None = None
+    ints = None
     if len(ids) >= _VECTORIZE_MIN:
         utf8 = _pack_str(ids)
     if utf8 is not None:
@@ -329,10 +331,10 @@ def normalize_ids(ids: Any, seed: int, hash_bits: int = 64) -> IdBatch:
         if utf8 is not None:
             keys = np.fromiter(map(_h, utf8, repeat(seed)), dtype=np.uint64, count=len(utf8))
         else:
-            keys = _hash_each(ids, seed)
+            keys, ints = _hash_each(ids, seed)
     if mask is not None:
         keys &= mask
-    return IdBatch(keys, ids, False, None, utf8)
+    return IdBatch(keys, ids, False, ints, utf8)
 
 
 def hash_ids(ids: Any, *, seed: int, hash_bits: int = 64) -> np.ndarray:

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from .errors import CorruptionError, InvalidValueError
 from .features import IdList, Scalar, Vector
-from .rows import is_mixed_id_type, unmix_ids
+from .rows import idlist_values
 from .schema import TableSchema
 
 __all__ = ["assemble_values", "check_idlist", "from_arrow", "key_bytes", "sort_keep_last", "unpack_records"]
@@ -92,6 +92,8 @@ def unpack_records(vals: list[bytes | None], order: np.ndarray, dtype: np.dtype)
         # The gathers below would read into the next row: refuse instead.
         raise _short_record(W)
     blob = np.frombuffer(b"".join(stored), dtype=np.uint8)
+    # Stored value j (in sorted-key order) belongs at input position dest[j].
+    dest = order if not missing else order[np.fromiter(map(bool, vals), dtype=bool, count=n)]
     if one_length:
         # Every stored ID has the same length (int IDs, or str IDs of one
         # length): the values are the rows of one byte matrix, scattered to
@@ -99,30 +101,23 @@ def unpack_records(vals: list[bytes | None], order: np.ndarray, dtype: np.dtype)
         # below is several times slower).
         recs = blob.reshape(m, len(blob) // m)[:, :W]
         out = np.zeros((n, W), dtype=np.uint8) if missing else np.empty((n, W), dtype=np.uint8)
-        dest = order if not missing else order[np.fromiter((v is not None for v in vals), dtype=bool, count=n)]
         out[dest] = recs
-        if missing:
-            found = np.zeros(n, dtype=bool)
-            found[dest] = True
-        else:
-            found = np.ones(n, dtype=bool)
-        return found, out.view(dtype).ravel()
-    inverse = np.empty(n, dtype=np.intp)
-    inverse[order] = np.arange(n)
-    if lengths is None:
-        lengths = np.fromiter(map(len, stored), dtype=np.int64, count=m)
-    starts = np.zeros(m, dtype=np.int64)
-    np.cumsum(lengths[:-1], out=starts[1:])
-    # Element i of this view is the W bytes starting at byte i of the blob.
-    windows = np.ndarray(shape=(len(blob) - W + 1,), dtype=f"V{W}", buffer=blob, strides=(1,))
-    if not missing:
-        return np.ones(n, dtype=bool), windows[starts[inverse]].view(dtype)
-    hit = np.fromiter(map(bool, vals), dtype=bool, count=n)[inverse]
-    raw = np.zeros(n, dtype=f"V{W}")
-    # Stored rows come in sorted order; row j of them belongs at input
-    # position order[j'] for the j-th sorted position j' that hit.
-    raw[order[np.flatnonzero(hit[order])]] = windows[starts]
-    return hit, raw.view(dtype)
+        out = out.view(f"V{W}").ravel()
+    else:
+        if lengths is None:
+            lengths = np.fromiter(map(len, stored), dtype=np.int64, count=m)
+        starts = np.zeros(m, dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        # Element i of this view is the W bytes starting at byte i of the blob.
+        windows = np.ndarray(shape=(len(blob) - W + 1,), dtype=f"V{W}", buffer=blob, strides=(1,))
+        out = np.zeros(n, dtype=f"V{W}") if missing else np.empty(n, dtype=f"V{W}")
+        out[dest] = windows[starts]
+    if missing:
+        found = np.zeros(n, dtype=bool)
+        found[dest] = True
+    else:
+        found = np.ones(n, dtype=bool)
+    return found, out.view(dtype)
 
 
 def assemble_values(
@@ -225,9 +220,9 @@ def from_arrow(columns: Any, schema: TableSchema) -> Any:
             out[name] = col.to_numpy(zero_copy_only=False).astype(np.float64)
         elif isinstance(spec, Scalar):
             out[name] = col.to_numpy(zero_copy_only=False)
-        elif isinstance(spec, IdList) and is_mixed_id_type(getattr(col.type, "value_type", pa.null())):
-            # ID lists mixing ints and strings (Rows.to_arrow, export_table): one field set per ID.
-            out[name] = [None if v is None else unmix_ids(v) for v in col.to_pylist()]
+        elif isinstance(spec, IdList):
+            # (ID lists mixing ints and strings, from Rows.to_arrow or export_table, are un-mixed.)
+            out[name] = idlist_values(col)
         else:  # Category, IdList, or unknown (reported by the caller)
             out[name] = col.to_pylist()
     return out

@@ -41,7 +41,10 @@ from .errors import InvalidValueError, UnknownFeatureError
 from .features import Category, IdList, Scalar, Vector
 from .schema import PRESENT, TableSchema
 
-__all__ = ["MIXED_ID_TYPE", "Rows", "arrow_id_type", "arrow_ids", "convert_ids", "id_kinds", "is_mixed_id_type", "unmix_ids"]
+__all__ = [
+    "MIXED_ID_TYPE", "Rows", "arrow_id_type", "arrow_ids", "convert_ids", "id_kinds", "idlist_values", "is_mixed_id_type",
+    "unmix_ids",
+]
 
 # Cache key of the per-feature "every row has it" flags (names starting with
 # "__" are not valid feature names, so this cannot clash with one).
@@ -109,6 +112,14 @@ def unmix_ids(values: list[dict[str, Any] | None]) -> list[Any]:
     return out
 
 
+def idlist_values(col: pa.Array) -> list[Any]:
+    """An Arrow ID-list column as Python lists (None for a null), ints and strings un-mixed."""
+    values = col.to_pylist()
+    if is_mixed_id_type(getattr(col.type, "value_type", pa.null())):
+        return [None if v is None else unmix_ids(v) for v in values]
+    return values
+
+
 def arrow_ids(ids: Any) -> pa.Array:
     """An Arrow column of original IDs, typed as export_table types them.
 
@@ -121,7 +132,7 @@ def arrow_ids(ids: Any) -> pa.Array:
     ids = list(ids)
     kinds: set[str] = set()
     id_kinds(ids, kinds)
-    typ = arrow_id_type(kinds) if kinds else pa.string()
+    typ = arrow_id_type(kinds)
     return pa.array(convert_ids(ids, typ), type=typ)
 
 
@@ -275,7 +286,7 @@ class Rows:
                 for v in lists:
                     if v:
                         id_kinds(v, kinds)
-                item = arrow_id_type(kinds) if kinds else pa.string()
+                item = arrow_id_type(kinds)
                 arr = pa.array([None if v is None else convert_ids(v, item) for v in lists], type=pa.list_(item))
             else:
                 arr = pa.array(self._decode(name), mask=mask)

@@ -511,11 +511,12 @@ class Table:
             if self._store.hash_bits < 64:
                 enc = batch.encoded()
                 vals = [v if v is not None and same_entity(v[W:], enc[i]) else None for v, i in zip(vals, order.tolist())]
-            for f in feats if self.schema.var_slot else ():
-                if f in self.schema.var_slot:
-                    slot = self.schema.var_slot[f].to_bytes(2, "big")
-                    vget = txn.cursor(self._db("var")).get
-                    var[f] = [None if v is None else msgpack.unpackb(vget(k + slot) or b"\xc0") for k, v in zip(skb, vals)]
+            var_slot = self.schema.var_slot
+            var_feats = [f for f in feats if f in var_slot] if var_slot else []
+            vget = txn.cursor(self._db("var")).get if var_feats else None
+            for f in var_feats:
+                slot = var_slot[f].to_bytes(2, "big")
+                var[f] = [None if v is None else msgpack.unpackb(vget(k + slot) or b"\xc0") for k, v in zip(skb, vals)]
         found, records = unpack_records(vals, order, self.schema.record_dtype)
         if var and n > 1:
             inverse = np.empty(n, dtype=np.intp)

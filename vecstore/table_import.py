@@ -50,7 +50,7 @@ from .import_sources import (
     read_guarded,
     rebatch,
 )
-from .rows import is_mixed_id_type, unmix_ids
+from .rows import idlist_values, is_mixed_id_type, unmix_ids
 from .schema import check_features_match
 from .table_export import schema_from_metadata
 
@@ -299,8 +299,8 @@ def _column_values(name: str, spec: Feature, col: pa.Array) -> Any:
         return flat.reshape(len(col), spec.dim)
     if isinstance(spec, Scalar):
         return col.to_numpy(zero_copy_only=False)
-    if isinstance(spec, IdList) and is_mixed_id_type(col.type.value_type):
-        return [unmix_ids(v) for v in col.to_pylist()]
+    if isinstance(spec, IdList):
+        return idlist_values(col)
     return col.to_pylist()
 
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import os
 import struct
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +43,8 @@ from typing import Any
 import msgpack
 import numpy as np
 import xxhash
+
+from ..packing import ThreadPacker
 
 __all__ = [
     "HEADER_SIZE",
@@ -82,20 +83,8 @@ def _nbytes(b: Any) -> int:
     return b.nbytes if isinstance(b, np.ndarray) else len(b) if isinstance(b, bytes) else memoryview(b).nbytes
 
 
-_packers = threading.local()
-
-
-def _pack_meta(meta: dict[str, Any]) -> bytes:
-    # One Packer per thread, reused: msgpack.packb builds a new one per call,
-    # and every logging call packs a frame.
-    p = getattr(_packers, "p", None)
-    if p is None:
-        p = _packers.p = msgpack.Packer(use_bin_type=True)
-    try:
-        return p.pack(meta)
-    except BaseException:
-        p.reset()
-        raise
+# Every logging call packs a frame's meta map: one Packer per thread, reused.
+_pack_meta = ThreadPacker(lambda: msgpack.Packer(use_bin_type=True)).pack
 
 
 def encode_frame(kind: int, ts: float, meta: dict[str, Any], buffers: Sequence[Any]) -> list[Any]:
