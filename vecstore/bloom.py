@@ -47,10 +47,8 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import secrets
 import struct
 import sys
 from dataclasses import dataclass
@@ -62,7 +60,7 @@ import numpy as np
 import xxhash
 
 from .errors import CorruptionError, InvalidValueError
-from .fsutil import fsync_dir as _fsync_dir
+from .fsutil import atomic_replace
 
 __all__ = ["BloomFilter"]
 
@@ -499,26 +497,17 @@ class BloomFilter:
         up to the caller (``derived.remove_orphan_temps`` reads the pid).
         Example: ``bf.save(dir / "bloom.bin", {"seq": 1})``.
         """
-        path = Path(path)
         parts = self._parts(meta)
-        path.parent.mkdir(parents=True, exist_ok=True)  # the first save of a table makes its folder
-        digest = xxhash.xxh3_64()
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-        try:
-            with os.fdopen(fd, "wb") as f:
+
+        def write(tmp: Path) -> None:
+            digest = xxhash.xxh3_64()
+            with open(tmp, "xb") as f:  # a new file, mode 0666 less the umask
                 for part in parts:  # streamed, so a large filter is never copied whole
                     digest.update(part)
                     f.write(part)
                 f.write(_CHECKSUM.pack(digest.intdigest()))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(path.parent)
+
+        atomic_replace(write, Path(path))  # the first save of a table makes its folder
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> tuple[BloomFilter, dict[str, int | str]]:

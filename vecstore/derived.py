@@ -40,7 +40,7 @@ import numpy as np
 from . import changelog
 from .bloom import BloomFilter
 from .errors import CorruptionError
-from .fsutil import fsync_dir, fsync_path
+from .fsutil import atomic_replace
 
 if TYPE_CHECKING:
     from .table import Table
@@ -68,29 +68,6 @@ def touched_keys(entries: list[changelog.LogEntry], feature_bits: list[int] | No
     if not parts:
         return np.empty(0, dtype=np.uint64)
     return np.unique(np.concatenate(parts).astype(np.uint64))
-
-
-def atomic_replace(write: Any, path: Path, *, final: Callable[[Path], Path] | None = None) -> Path:
-    """Write a file through ``write(tmp_path)`` then fsync and rename it over ``path``.
-
-    A crash leaves either the old file or the new one, never a torn one (the
-    temp file carries the writer's pid so a later writer can remove orphans).
-    ``final(tmp)``, when given, names the file from what was written (e.g. its
-    checksum) instead of ``path``.  Returns the path written.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        if final is not None:
-            path = final(tmp)
-        fsync_path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-    return path
 
 
 def remove_orphan_temps(folder: Path, prefix: str) -> None:
