@@ -367,6 +367,8 @@ class Env:
 
     def _open_db_readonly(self, name: bytes) -> Any:
         # txn=None: py-lmdb opens the handle in a read transaction of its own.
+        # (Not one from _begin: a handle opened in our own read transaction and
+        # committed fails later reads with "mdb_get: Invalid argument".)
         # Like any transaction here it goes through the gate, and when another
         # process has grown the map since, the new size is adopted and the
         # open tried again (else every later call would fail the same way).

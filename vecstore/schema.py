@@ -36,6 +36,19 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
 RESERVED_FEATURES = frozenset({"id"})
 
 
+def features_differ(have: Mapping[str, Any], given: Mapping[str, Any], resolved: Mapping[str, Any]) -> list[str]:
+    """Feature names whose stored spec (``have``) is neither the ``given`` one nor its ``resolved`` form.
+
+    ``resolved`` is ``check_new_table``'s result for ``given`` (index dtypes
+    filled in); a table created before that resolution stored specs as
+    given, so either form matches.  A name on one side only differs too.
+    """
+    return [
+        n for n in dict.fromkeys([*given, *have])
+        if n not in have or n not in given or have[n].to_dict() not in (given[n].to_dict(), resolved[n].to_dict())
+    ]
+
+
 def check_features_match(table: str, have: Mapping[str, Any], given: Mapping[str, Any]) -> None:
     """SchemaError when ``given`` specs (meant to shape a new table) contradict an existing table's ``have``.
 
@@ -50,8 +63,7 @@ def check_features_match(table: str, have: Mapping[str, Any], given: Mapping[str
             f"table {table!r} exists and has no feature {', '.join(map(repr, unknown))}; an import cannot add features",
             hint="leave them out of the schema, or import into a new table",
         )
-    resolved = check_new_table(table, dict(given))
-    differ = [n for n, spec in given.items() if have[n].to_dict() not in (spec.to_dict(), resolved[n].to_dict())]
+    differ = [n for n in features_differ(have, given, check_new_table(table, dict(given))) if n in given]
     if differ:
         detail = "; ".join(f"{n}: stored {have[n]!r}, given {given[n]!r}" for n in differ)
         raise SchemaError(

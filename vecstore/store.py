@@ -49,7 +49,7 @@ from .featurelog import FeatureLog
 from .features import Feature
 from .hashing import hash_ids
 from .info import StoreInfo
-from .schema import TableSchema, check_new_table
+from .schema import TableSchema, check_new_table, features_differ
 from .table import Table, table_db_names
 
 __all__ = ["FORMAT_VERSION", "Store", "open"]
@@ -259,15 +259,10 @@ class Store:
         self._refresh()
         existing = self._tables.get(name)
         if existing is not None:
-            stored = [(n, s.to_dict()) for n, s in existing.schema.features.items()]
-            # As resolved now, or as given (a table created before index dtypes were resolved at creation).
-            if exist_ok and stored in ([(n, s.to_dict()) for n, s in draft.features.items()],
-                                       [(n, s.to_dict()) for n, s in as_given.items()]):
+            differ = features_differ(existing.schema.features, as_given, draft.features)
+            if exist_ok and not differ and list(existing.schema.features) == list(draft.features):
                 return existing
             if exist_ok:
-                have = {n: s.to_dict() for n, s in existing.schema.features.items()}
-                want = {n: s.to_dict() for n, s in draft.features.items()}
-                differ = [n for n in dict.fromkeys([*want, *have]) if have.get(n) != want.get(n)]
                 detail = f" with a different schema (features that differ: {', '.join(differ) or 'their order'})"
             else:
                 detail = ""
