@@ -80,23 +80,27 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _cell(v: Any) -> str:
+def _cell(v: Any, nan: str = "-") -> str:
     if v is None:
         return "-"
     if isinstance(v, (float, np.floating)):
         if not math.isfinite(v):
-            return "-" if math.isnan(v) else str(v)
+            return nan if math.isnan(v) else str(v)
         return f"{v:.6g}"
     if isinstance(v, (list, np.ndarray)):
         items = list(v)
-        shown = ", ".join(_cell(x) for x in items[:6])
+        shown = ", ".join(_cell(x, nan) for x in items[:6])
         return f"[{shown}{', ...' if len(items) > 6 else ''}]" + (f" ({len(items)})" if len(items) > 6 else "")
     return str(v)
 
 
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, right: Sequence[int] = ()) -> None:
-    """Print rows as aligned columns under a header line (numbers right-aligned where asked)."""
-    cells = [[_cell(v) for v in row] for row in rows]
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, right: Sequence[int] = (), nan: str = "-") -> None:
+    """Print rows as aligned columns under a header line (numbers right-aligned where asked).
+
+    None prints as ``-``, and so does NaN unless ``nan`` says otherwise: in a
+    summary a NaN means "nothing to compute", in stored values it is a value.
+    """
+    cells = [[_cell(v, nan) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
 
     def line(vals: Sequence[str]) -> str:

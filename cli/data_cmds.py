@@ -140,7 +140,7 @@ def import_(path: str, table: str, file: str, id_column: str, fmt: str | None, s
     if as_json:
         echo_json(result.to_dict())
         return
-    click.echo(f"imported {result.rows:,} rows into {table} in {result.seconds - result.index_seconds:.2f} s "
+    click.echo(f"imported {result.rows:,} row{'' if result.rows == 1 else 's'} into {table} in {result.seconds - result.index_seconds:.2f} s "
                f"({result.rows_per_s:,.0f} rows/s){', table created' if result.created else ''}")
     if result.index_seconds >= 0.01:
         click.echo(f"brought the index and Bloom filter up to date in {result.index_seconds:.2f} s")
@@ -203,8 +203,8 @@ def get(path: str, table: str, ids: tuple[str, ...], features: str | None, int_i
         echo_json([{"found": f, **r} for f, r in zip(found, records)])
     else:
         names = list(records[0]) if records else ["id"]
-        # A row that is not stored shows "-" in every feature column.
-        print_table(names, [[r[n] if f or n == "id" else None for n in names] for f, r in zip(found, records)])
+        # A row that is not stored, or lacks a feature, shows "-"; a stored NaN shows "nan".
+        print_table(names, [[r[n] if f or n == "id" else None for n in names] for f, r in zip(found, records)], nan="nan")
     missing = [str(r["id"]) for f, r in zip(found, records) if not f]
     if missing:
         hint = ""

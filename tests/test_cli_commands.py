@@ -164,6 +164,15 @@ def test_get_human_and_json(store_path):
     assert bad.exit_code == 2 and "not an integer" in bad.output
 
 
+def test_get_prints_a_stored_nan_apart_from_a_missing_value(store_path):
+    with vecstore.open(store_path) as s:
+        s.table("items").put(["nan-1"], {"price": [float("nan")]})  # stored: a value
+        s.table("items").put(["bare-1"], {"category": ["toys"]})  # no price: missing
+    r = run("get", store_path, "items", "nan-1", "bare-1", "--features", "price")
+    assert r.exit_code == 0, r.output
+    assert [line.split() for line in r.output.splitlines()[1:]] == [["nan-1", "nan"], ["bare-1", "-"]]
+
+
 def test_get_missing_id_exits_1_after_printing_the_rest(store_path):
     r = run("get", store_path, "items", "item-1", "ghost", "--json")
     assert r.exit_code == 1

@@ -304,6 +304,50 @@ def test_import_csv(tmp_path, store):
     ]
 
 
+def test_csv_ids_are_read_as_text_so_none_merge_and_updates_keep_the_tables_id_kind(tmp_path, store):
+    f = tmp_path / "f.csv"
+    # Leading zeros: Arrow's own guess read "007" and "7" as the one ID 7, and
+    # the import said 3 rows where the table got 2.  Now the column is str.
+    f.write_text("id,x\n007,1\n7,2\n42,3\n")
+    assert import_file(store, "zero", f).rows == 3
+    assert len(store.table("zero")) == 3
+    assert store.table("zero").get(["007", "7", "42"])["x"].tolist() == [1, 2, 3]
+    # Digits into a table of str IDs update its rows, not new int entities.
+    f.write_text("id,x\nA1,1\n42,2\n")
+    import_file(store, "s", f)
+    f.write_text("id,x\n42,9\n")
+    import_file(store, "s", f)
+    t = store.table("s")
+    assert len(t) == 2 and t.get(["42"])["x"].tolist() == [9] and not t.get([42]).found[0]
+    # Plain integers into a new table stay ints; an update names the same rows.
+    f.write_text("id,x\n1,1\n-2,2\n")
+    import_file(store, "i", f)
+    f.write_text("id,x\n1,5\n")
+    import_file(store, "i", f)
+    t = store.table("i")
+    assert len(t) == 2 and t.get([1, -2])["x"].tolist() == [5, 2]
+    # A non-integer ID into a table of int IDs is refused, naming the row; nothing is written.
+    f.write_text("id,x\n3,1\nX,2\n")
+    with pytest.raises(ImportFileError, match=r"ID 'X' at row 1 is not an integer, but table 'i' has integer IDs"):
+        import_file(store, "i", f)
+    assert len(t) == 2
+    # A new table whose first batch held integers refuses a later non-integer ID
+    # by row, keeping the batches before it (the row Arrow's guess failed on too).
+    f.write_text("id,x\n" + "".join(f"{i},{i}\n" for i in range(20)) + "0020,20\n")
+    with pytest.raises(ImportFileError, match=r"ID '0020' at row 20 is not an integer, but the file's first 10 IDs") as e:
+        import_file(store, "late", f, batch_size=10)
+    assert e.value.rows_imported == 20 and len(store.table("late")) == 20
+    # IDs past the int64 range are strings, like any other non-integer.
+    f.write_text("id,x\n1,1\n99999999999999999999,2\n")
+    import_file(store, "big", f)
+    assert store.table("big").get(["1", "99999999999999999999"]).found.all()
+    # A header-only CSV into a new table still says it has no IDs.
+    f.write_text("id,x\n")
+    with pytest.raises(ImportFileError, match="holds no values"):
+        import_file(store, "none", f)
+    assert "none" not in store
+
+
 def test_import_jsonl(tmp_path, store, rng):
     path = tmp_path / "items.jsonl"
     vecs = rng.normal(size=(6, 4))

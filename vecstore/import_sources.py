@@ -33,7 +33,7 @@ from .errors import ImportFileError
 
 __all__ = [
     "BLOCK_BYTES", "FORMATS", "SUFFIXES", "Source", "csv_header", "detect_format", "explain_read_error", "first_line",
-    "open_csv", "open_jsonl", "open_npy", "open_parquet", "read_guarded", "rebatch",
+    "open_csv", "open_jsonl", "open_npy", "open_parquet", "read_guarded", "rebatch", "text_ints",
 ]
 
 
@@ -135,7 +135,30 @@ def open_jsonl(path: Path, types: dict[str, pa.DataType]) -> Source:
     return Source(reader.schema, None, None, iter(reader))
 
 
-_INT_LINE = re.compile(r"-?(0|[1-9][0-9]{0,18})")
+# An integer written plainly: no sign but "-", no leading zeros ("007" stays a
+# str ID, so it never meets "7"), at most 19 digits (the int64 range is checked
+# after).  Text IDs files and CSV ID columns follow this one rule.
+_INT_TEXT = r"-?(0|[1-9][0-9]{0,18})"
+_INT_LINE = re.compile(_INT_TEXT)
+
+
+def text_ints(col: pa.Array) -> tuple[pa.Array | None, int | None]:
+    """A text column of IDs as int64, when every value is an integer written plainly (see ``_INT_TEXT``).
+
+    Returns ``(int64 array, None)``, or ``(None, position)`` of the first value
+    that is not such an integer or is outside the signed 64-bit range.  Nulls
+    (empty CSV cells) stay null: the import reports them as missing IDs.
+    """
+    plain = pc.fill_null(pc.match_substring_regex(col, f"^{_INT_TEXT}$"), True)
+    if len(col) and not pc.all(plain).as_py():
+        return None, int(pc.index(plain, False).as_py())
+    try:
+        return pc.cast(col, pa.int64()), None
+    except pa.ArrowInvalid:  # 19 digits past the int64 range: find the first such value
+        for i, v in enumerate(col.to_pylist()):
+            if v is not None and not -(1 << 63) <= int(v) < (1 << 63):
+                return None, i
+        raise
 
 
 def _text_ids(path: Path, lines: list[str], ints: bool) -> np.ndarray:

@@ -49,6 +49,7 @@ from .import_sources import (
     open_parquet,
     read_guarded,
     rebatch,
+    text_ints,
 )
 from .rows import idlist_values, is_mixed_id_type, unmix_ids
 from .schema import check_features_match
@@ -225,10 +226,6 @@ def _check_column_type(name: str, spec: Feature, t: pa.DataType) -> None:
 # -- reading files in batches ---------------------------------------------------
 
 
-
-
-
-
 def _arrow_type(spec: Feature) -> pa.DataType | None:
     """The type a text reader should parse a column as, so ``features=`` decides, not guessing."""
     if isinstance(spec, Scalar):
@@ -241,32 +238,41 @@ def _arrow_type(spec: Feature) -> pa.DataType | None:
     return None
 
 
-
-
-
-
-
-
-
-
 def _first_id_is_int(table: Table) -> bool:
     """Whether the table's first stored ID (in key order) is an int; True for an empty table."""
     first = next(table.ids(batch_size=1), [])
     return not first or isinstance(first[0], int)
 
 
+def _csv_int_ids(existing: Table | None, first: pa.RecordBatch, id_column: str) -> str | None:
+    """Whether a CSV's ID text becomes int IDs: why it does (for error messages), or None for str IDs.
+
+    A table that holds IDs already decides, so an update file names its
+    existing rows rather than new entities; a new or empty table gets ints
+    when every ID in the file's first batch is an integer written plainly
+    (not "007", which stays a str and so never meets "7").
+    """
+    stored = next(existing.ids(batch_size=1), []) if existing is not None else []
+    if stored:
+        return f"table {existing.name!r} has integer IDs" if isinstance(stored[0], int) else None  # type: ignore[union-attr]
+    if text_ints(first.column(id_column))[0] is None:
+        return None
+    return f"the file's first {first.num_rows:,} IDs are integers, so its IDs are read as integers"
 
 
-
-
-
-
-
-
-
-
-
-
+def _with_int_ids(batch: pa.RecordBatch, id_column: str, start: int, why: str) -> pa.RecordBatch:
+    """``batch`` with its text ID column as int64; ImportFileError naming the first ID that is not an integer."""
+    ints, bad = text_ints(batch.column(id_column))
+    if ints is None:
+        assert bad is not None
+        err = ImportFileError(
+            f"ID {batch.column(id_column)[bad].as_py()!r} at row {start + bad} is not an integer, but {why}",
+            hint="write every ID as an integer (no leading zeros) or none; to keep digit IDs as strings, "
+            "use a Parquet or JSON Lines file",
+        )
+        err.row = start + bad  # type: ignore[attr-defined]
+        raise err
+    return batch.set_column(batch.schema.get_field_index(id_column), id_column, ints)
 
 
 # -- turning batches into puts ------------------------------------------------------
@@ -469,7 +475,9 @@ def import_file(
         if fmt == "parquet":
             src = open_parquet(p, batch_size)
         elif fmt == "csv":
-            src = open_csv(p, _spec_types(hints))
+            # The ID column is read as text and turned into ints below, where
+            # that is safe: Arrow's own guess would read "007" and "7" as one ID.
+            src = open_csv(p, {**_spec_types(hints), id_column: pa.string()})
         elif fmt == "jsonl":
             src = open_jsonl(p, _spec_types(hints))
         else:
@@ -513,6 +521,9 @@ def import_file(
 
     batches = read_guarded(rebatch(src.batches, batch_size), p, fmt, src.schema.names)
     first = next(batches, None)
+    if fmt == "csv" and first is None and existing is None:
+        raise ImportFileError(f"ID column {id_column!r} holds no values: the file has no data rows, or no IDs in them")
+    int_ids = _csv_int_ids(existing, first, id_column) if fmt == "csv" and first is not None else None
 
     created_specs: dict[str, Feature] | None = None
     meta: dict[str, Any] | None = None
@@ -556,6 +567,8 @@ def import_file(
     batch = first
     try:
         while batch is not None:
+            if int_ids is not None:
+                batch = _with_int_ids(batch, id_column, start, int_ids)
             _put_batch(tbl, batch.select([id_column, *wanted]), start, id_column, wanted, done)
             start += batch.num_rows
             nbatches += 1
@@ -589,9 +602,5 @@ def import_file(
         rows_per_s=done[0] / (seconds - index_seconds) if seconds > index_seconds else 0.0,
         index_seconds=index_seconds,
     )
-
-
-
-
 
 
