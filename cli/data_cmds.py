@@ -209,7 +209,7 @@ def get(path: str, table: str, ids: tuple[str, ...], features: str | None, int_i
     if missing:
         hint = ""
         if not int_ids and all(re.fullmatch(r"-?[0-9]+", m) for m in missing):
-            # A numeric CSV or Parquet column imports as int IDs, and 42 and "42" are different IDs.
+            # A CSV column of plain integers or an integer Parquet column imports as int IDs, and 42 and "42" differ.
             hint = " (hint: if the table's IDs are integers, add --int-ids)"
         raise click.ClickException(
             f"{len(missing)} of {len(found)} ID(s) not stored in {table}: {', '.join(missing[:10])}{hint}"

@@ -326,17 +326,28 @@ def test_csv_ids_are_read_as_text_so_none_merge_and_updates_keep_the_tables_id_k
     import_file(store, "i", f)
     t = store.table("i")
     assert len(t) == 2 and t.get([1, -2])["x"].tolist() == [5, 2]
-    # A non-integer ID into a table of int IDs is refused, naming the row; nothing is written.
+    # A non-integer ID into a table of int IDs is refused, naming the row, before anything is written.
     f.write_text("id,x\n3,1\nX,2\n")
-    with pytest.raises(ImportFileError, match=r"ID 'X' at row 1 is not an integer, but table 'i' has integer IDs"):
+    with pytest.raises(ImportFileError, match=r"ID 'X' at row 1 is not an integer .* but table 'i' holds int IDs"):
         import_file(store, "i", f)
-    assert len(t) == 2
-    # A new table whose first batch held integers refuses a later non-integer ID
-    # by row, keeping the batches before it (the row Arrow's guess failed on too).
+    assert len(t) == 2 and not t.get([3]).found[0]
+    # The whole column decides, not its first rows: one odd ID late in the file
+    # makes every ID a str (a guess from the first batch made them ints, then failed).
     f.write_text("id,x\n" + "".join(f"{i},{i}\n" for i in range(20)) + "0020,20\n")
-    with pytest.raises(ImportFileError, match=r"ID '0020' at row 20 is not an integer, but the file's first 10 IDs") as e:
-        import_file(store, "late", f, batch_size=10)
-    assert e.value.rows_imported == 20 and len(store.table("late")) == 20
+    assert import_file(store, "late", f, batch_size=10).rows == 21
+    assert store.table("late").get(["0", "19", "0020"]).found.all() and not store.table("late").get([0]).found[0]
+    # "-0" is no plain integer either, so it never meets "0".
+    f.write_text("id,x\n0,1\n-0,2\n")
+    import_file(store, "zeros", f)
+    assert len(store.table("zeros")) == 2
+    # Digits into a table of both kinds are ambiguous: refused, not guessed.
+    store.create_table("mixed", {"x": vecstore.Scalar("i64")}).put([1, "a"], {"x": [1, 2]})
+    f.write_text("id,x\n1,7\n")
+    with pytest.raises(ImportFileError, match="holds both int and str IDs"):
+        import_file(store, "mixed", f)
+    f.write_text("id,x\na,7\nb,8\n")  # no digits-only question: str IDs
+    import_file(store, "mixed", f)
+    assert store.table("mixed").get([1, "a", "b"])["x"].tolist() == [1, 7, 8]
     # IDs past the int64 range are strings, like any other non-integer.
     f.write_text("id,x\n1,1\n99999999999999999999,2\n")
     import_file(store, "big", f)
@@ -420,6 +431,27 @@ def test_import_npy(tmp_path, store, rng):
     with pytest.raises(ImportFileError, match="2-D float"):
         import_file(store, "x", tmp_path / "flat.npy", vector_feature="emb")
     assert "x" not in store
+
+
+def test_a_text_ids_file_follows_the_csv_rule_for_ints(tmp_path, store):
+    vecs = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    np.save(tmp_path / "v.npy", vecs)
+    ids = tmp_path / "ids.txt"
+
+    def load(table: str, text: str):
+        ids.write_text(text)
+        return import_file(store, table, tmp_path / "v.npy", vector_feature="emb", ids=ids)
+
+    load("ints", "1\n-2\n")
+    assert store.table("ints").get([1, -2]).found.all()
+    load("strs", "007\n7\n")  # leading zeros: two str IDs, not the one int 7
+    assert store.table("strs").get(["007", "7"]).found.all()
+    store.create_table("named", {"emb": vecstore.Vector(4)}).put(["a"], {"emb": vecs[:1]})
+    load("named", "1\n2\n")  # digits into a table of str IDs stay str
+    assert store.table("named").get(["1", "2"]).found.all()
+    with pytest.raises(ImportFileError, match=r"ID 'x' at line 2 of ids.txt is not an integer .* holds int IDs"):
+        load("ints", "3\nx\n")
+    assert len(store.table("ints")) == 2
 
 
 def test_import_format_errors(tmp_path, store):

@@ -32,8 +32,9 @@ import pyarrow.compute as pc
 from .errors import ImportFileError
 
 __all__ = [
-    "BLOCK_BYTES", "FORMATS", "SUFFIXES", "Source", "csv_header", "detect_format", "explain_read_error", "first_line",
-    "open_csv", "open_jsonl", "open_npy", "open_parquet", "read_guarded", "rebatch", "text_ints",
+    "BLOCK_BYTES", "FORMATS", "SUFFIXES", "Source", "csv_first_non_int", "csv_header", "detect_format",
+    "explain_read_error", "first_line", "open_csv", "open_jsonl", "open_npy", "open_parquet", "read_guarded",
+    "rebatch", "text_ints",
 ]
 
 
@@ -135,45 +136,77 @@ def open_jsonl(path: Path, types: dict[str, pa.DataType]) -> Source:
     return Source(reader.schema, None, None, iter(reader))
 
 
-# An integer written plainly: no sign but "-", no leading zeros ("007" stays a
-# str ID, so it never meets "7"), at most 19 digits (the int64 range is checked
-# after).  Text IDs files and CSV ID columns follow this one rule.
-_INT_TEXT = r"-?(0|[1-9][0-9]{0,18})"
+# An integer written plainly: no sign but "-", no leading zeros and no "-0"
+# (so "007" and "7", or "-0" and "0", stay two IDs), at most 19 digits (the
+# int64 range is checked after).  CSV ID columns and text IDs files follow
+# this one rule: their IDs are ints only when every one of them is such an
+# integer (and the table agrees, see table_import._ids_as_ints).
+_INT_TEXT = r"(0|-?[1-9][0-9]{0,18})"
 _INT_LINE = re.compile(_INT_TEXT)
 
 
-def text_ints(col: pa.Array) -> tuple[pa.Array | None, int | None]:
-    """A text column of IDs as int64, when every value is an integer written plainly (see ``_INT_TEXT``).
+def _plain(col: pa.Array) -> pa.Array:
+    """Per value: is it an integer written plainly (nulls count as yes: they are reported as missing IDs)."""
+    return pc.fill_null(pc.match_substring_regex(col, f"^{_INT_TEXT}$"), True)
 
-    Returns ``(int64 array, None)``, or ``(None, position)`` of the first value
-    that is not such an integer or is outside the signed 64-bit range.  Nulls
-    (empty CSV cells) stay null: the import reports them as missing IDs.
-    """
-    plain = pc.fill_null(pc.match_substring_regex(col, f"^{_INT_TEXT}$"), True)
-    if len(col) and not pc.all(plain).as_py():
-        return None, int(pc.index(plain, False).as_py())
+
+def _in_int64(text: str) -> bool:
+    return -(1 << 63) <= int(text) < (1 << 63)
+
+
+def text_ints(col: pa.Array) -> pa.Array | None:
+    """A text column of IDs as int64 when every value is an integer written plainly, else None."""
+    if len(col) and not pc.all(_plain(col)).as_py():
+        return None
     try:
-        return pc.cast(col, pa.int64()), None
-    except pa.ArrowInvalid:  # 19 digits past the int64 range: find the first such value
-        for i, v in enumerate(col.to_pylist()):
-            if v is not None and not -(1 << 63) <= int(v) < (1 << 63):
-                return None, i
-        raise
+        return pc.cast(col, pa.int64())
+    except pa.ArrowInvalid:  # 19 digits past the int64 range
+        return None
 
 
-def _text_ids(path: Path, lines: list[str], ints: bool) -> np.ndarray:
-    """IDs from a text file, one per line: ints when ``ints`` allows it and every line is an integer, else str."""
+def csv_first_non_int(path: Path, id_column: str) -> tuple[str, str] | None:
+    """``("row N", ID)`` of the first ID in a CSV file's ID column that is not an integer written plainly; None if none.
+
+    One pass over the file, reading only that column, before the import
+    writes anything: the whole column decides whether its IDs are ints, as if
+    it had been read at once.  Read errors are reported here as the import's
+    own pass would report them.
+    """
+    import pyarrow.csv as pacsv
+
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=[id_column], column_types={id_column: pa.string()}, null_values=[""],
+            strings_can_be_null=True, quoted_strings_can_be_null=False,
+        ),
+    )
+    start = 0
+    for b in read_guarded(reader, path, "csv", csv_header(path)):
+        col = b.column(0)
+        if text_ints(col) is None:
+            plain = _plain(col).to_numpy(zero_copy_only=False)
+            for i, v in enumerate(col.to_pylist()):
+                if v is not None and not (plain[i] and _in_int64(v)):
+                    return f"row {start + i}", v
+        start += b.num_rows
+    return None
+
+
+def _text_ids(path: Path, lines: list[str], as_ints: Callable[[tuple[str, str] | None], bool]) -> np.ndarray:
+    """IDs from a text file, one per line: ints or strs as ``as_ints`` decides, given the first line that is no plain integer."""
     for i, line in enumerate(lines):
         if not line:
             raise ImportFileError(f"the IDs file {path} has an empty line {i + 1}", hint="every vector needs an ID")
-    if ints and lines and all(_INT_LINE.fullmatch(x) for x in lines):
-        values = [int(x) for x in lines]
-        if all(-(1 << 63) <= v < (1 << 63) for v in values):
-            return np.array(values, dtype=np.int64)
+    odd = next(((f"line {i + 1} of {path.name}", x) for i, x in enumerate(lines)
+                if not (_INT_LINE.fullmatch(x) and _in_int64(x))), None)
+    if lines and as_ints(odd):
+        return np.array([int(x) for x in lines], dtype=np.int64)
     return np.array([*lines, None], dtype=object)[:-1]
 
 
-def _npy_ids(ids: Any, n: int, int_text: bool = True) -> Callable[[int, int], pa.Array]:
+def _npy_ids(ids: Any, n: int, int_text: Callable[[tuple[str, str] | None], bool]) -> Callable[[int, int], pa.Array]:
     """A slicer ``(start, stop) -> Arrow array`` of IDs for an ``.npy`` import."""
     if ids is None:
         return lambda a, b: pa.array(np.arange(a, b, dtype=np.int64))
@@ -213,8 +246,10 @@ def _load_npy(path: Path) -> np.ndarray:
 
 
 def open_npy(
-    path: Path, *, id_column: str, vector_feature: str | None, ids: Any, batch_size: int, int_text: bool = True
+    path: Path, *, id_column: str, vector_feature: str | None, ids: Any, batch_size: int,
+    int_text: Callable[[tuple[str, str] | None], bool] = lambda odd: odd is None,
 ) -> Source:
+    """A ``.npy`` array of vectors and their IDs; ``int_text`` decides whether a text IDs file's IDs are ints (see _text_ids)."""
     if not vector_feature:
         raise ImportFileError(
             f"{path} is a .npy array: name the vector feature it holds with vector_feature=",

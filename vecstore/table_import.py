@@ -40,6 +40,7 @@ from .errors import (
 )
 from .features import Category, Feature, IdList, Scalar, Vector
 from .import_sources import (
+    csv_first_non_int,
     csv_header,
     detect_format,
     explain_read_error,
@@ -238,40 +239,41 @@ def _arrow_type(spec: Feature) -> pa.DataType | None:
     return None
 
 
-def _first_id_is_int(table: Table) -> bool:
-    """Whether the table's first stored ID (in key order) is an int; True for an empty table."""
-    first = next(table.ids(batch_size=1), [])
-    return not first or isinstance(first[0], int)
+def _ids_as_ints(existing: Table | None, odd: tuple[str, str] | None) -> bool:
+    """Whether a text file's IDs become int IDs (else str); ``odd`` is its first ID that is no plain integer.
 
-
-def _csv_int_ids(existing: Table | None, first: pa.RecordBatch, id_column: str) -> str | None:
-    """Whether a CSV's ID text becomes int IDs: why it does (for error messages), or None for str IDs.
-
-    A table that holds IDs already decides, so an update file names its
-    existing rows rather than new entities; a new or empty table gets ints
-    when every ID in the file's first batch is an integer written plainly
-    (not "007", which stays a str and so never meets "7").
+    A file with such an ID holds str IDs.  A file of integers only gives int
+    IDs, except into a table of str IDs: a file of updates names the rows it
+    updates ("42" stays "42").  The table's kind is judged on up to 1,000
+    stored IDs (key order is hash order: a fair sample).  Where a guess could
+    add a second kind of ID to a table, this raises ImportFileError instead:
+    a str ID into a table of int IDs, or digits into a table of both kinds.
     """
-    stored = next(existing.ids(batch_size=1), []) if existing is not None else []
-    if stored:
-        return f"table {existing.name!r} has integer IDs" if isinstance(stored[0], int) else None  # type: ignore[union-attr]
-    if text_ints(first.column(id_column))[0] is None:
-        return None
-    return f"the file's first {first.num_rows:,} IDs are integers, so its IDs are read as integers"
-
-
-def _with_int_ids(batch: pa.RecordBatch, id_column: str, start: int, why: str) -> pa.RecordBatch:
-    """``batch`` with its text ID column as int64; ImportFileError naming the first ID that is not an integer."""
-    ints, bad = text_ints(batch.column(id_column))
-    if ints is None:
-        assert bad is not None
-        err = ImportFileError(
-            f"ID {batch.column(id_column)[bad].as_py()!r} at row {start + bad} is not an integer, but {why}",
-            hint="write every ID as an integer (no leading zeros) or none; to keep digit IDs as strings, "
-            "use a Parquet or JSON Lines file",
+    stored = next(existing.ids(batch_size=1000), []) if existing is not None else []
+    kinds = {"int" if isinstance(x, int) else "str" for x in stored}
+    if odd is not None:
+        if kinds == {"int"}:
+            assert existing is not None
+            raise ImportFileError(
+                f"ID {odd[1]!r} at {odd[0]} is not an integer (written plainly, as in 42 or -5), "
+                f"but table {existing.name!r} holds int IDs",
+                hint="fix that ID; if the table should hold str IDs, write them to a JSON Lines or Parquet file",
+            )
+        return False
+    if len(kinds) > 1:
+        assert existing is not None
+        raise ImportFileError(
+            f"table {existing.name!r} holds both int and str IDs, so the file's IDs (all digits) could be either",
+            hint='write the IDs to a JSON Lines or Parquet file, where 42 and "42" are different values',
         )
-        err.row = start + bad  # type: ignore[attr-defined]
-        raise err
+    return kinds != {"str"}
+
+
+def _with_int_ids(batch: pa.RecordBatch, id_column: str, path: Path) -> pa.RecordBatch:
+    """``batch`` with its text ID column as int64 (every ID was checked to be an integer before the import began)."""
+    ints = text_ints(batch.column(id_column))
+    if ints is None:
+        raise ImportFileError(f"{path} changed during the import: an ID that was an integer is not any more")
     return batch.set_column(batch.schema.get_field_index(id_column), id_column, ints)
 
 
@@ -481,12 +483,9 @@ def import_file(
         elif fmt == "jsonl":
             src = open_jsonl(p, _spec_types(hints))
         else:
-            # A text IDs file of digits gives int IDs, as a CSV column would,
-            # except into a table that already holds str IDs: those digits
-            # name its existing rows, and ints would be new entities.
-            int_text = existing is None or _first_id_is_int(existing)
+            # A text IDs file of integers gives int IDs, as a CSV ID column does (see above).
             src = open_npy(p, id_column=id_column, vector_feature=vector_feature, ids=ids, batch_size=batch_size,
-                            int_text=int_text)
+                            int_text=lambda odd: _ids_as_ints(existing, odd))
     except (pa.ArrowException, OSError) as e:
         # (A CSV reader reads its first block on opening: type errors there too.)
         text, hint = explain_read_error(e, fmt, csv_header(p) if fmt == "csv" else [])
@@ -523,7 +522,8 @@ def import_file(
     first = next(batches, None)
     if fmt == "csv" and first is None and existing is None:
         raise ImportFileError(f"ID column {id_column!r} holds no values: the file has no data rows, or no IDs in them")
-    int_ids = _csv_int_ids(existing, first, id_column) if fmt == "csv" and first is not None else None
+    # Nothing of the file is written before the whole ID column is known to be integers or not.
+    int_ids = fmt == "csv" and first is not None and _ids_as_ints(existing, csv_first_non_int(p, id_column))
 
     created_specs: dict[str, Feature] | None = None
     meta: dict[str, Any] | None = None
@@ -567,8 +567,8 @@ def import_file(
     batch = first
     try:
         while batch is not None:
-            if int_ids is not None:
-                batch = _with_int_ids(batch, id_column, start, int_ids)
+            if int_ids:
+                batch = _with_int_ids(batch, id_column, p)
             _put_batch(tbl, batch.select([id_column, *wanted]), start, id_column, wanted, done)
             start += batch.num_rows
             nbatches += 1
