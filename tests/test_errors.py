@@ -94,6 +94,44 @@ def test_open_errors_say_what_to_do(tmp_path, monkeypatch):
     assert "needs write access to lock.mdb" in info.value.hint
 
 
+def test_an_emptied_data_file_or_damaged_metadata_is_reported_not_replaced(tmp_path):
+    def make(name: str):
+        path = tmp_path / name
+        with vecstore.open(path) as s:
+            s.create_table("t", {"x": vecstore.Scalar("i64")}).put([1, 2], {"x": [1, 2]})
+            s.table("t").may_contain([1])  # writes bloom/
+        return path
+
+    # An emptied data.mdb (a restore onto a full disk) was silently made a new,
+    # empty store with a new seed: verify then said "ok".
+    empty = make("empty.vs")
+    (empty / "data.mdb").write_bytes(b"")
+    for readonly in (False, True):
+        with pytest.raises(vecstore.CorruptionError, match="data file .data.mdb. is empty") as info:
+            vecstore.open(empty, readonly=readonly)
+        assert "restore the store from a backup" in info.value.hint
+    assert (empty / "data.mdb").stat().st_size == 0  # left as it was found
+
+    # Damaged metadata and schema records: CorruptionError, not a ValueError from msgpack.
+    for key, db, what in ((b"store", b"meta", "metadata record"), (b"t", b"schemas", "schema record of table 't'")):
+        path = make(f"{db.decode()}.vs")
+        env = lmdb.open(str(path), max_dbs=16)
+        with env.begin(write=True) as txn:
+            txn.put(key, b"\x81\x01\x02", db=env.open_db(db, txn=txn))  # a map with an int key
+        env.close()
+        with pytest.raises(vecstore.CorruptionError, match=what):
+            vecstore.open(path).table("t")
+
+    # Metadata lost from a store that has derived files: damaged, not new.
+    lost = make("lost.vs")
+    env = lmdb.open(str(lost), max_dbs=16)
+    with env.begin(write=True) as txn:
+        txn.delete(b"store", db=env.open_db(b"meta", txn=txn))
+    env.close()
+    with pytest.raises(vecstore.CorruptionError, match="lost its metadata"):
+        vecstore.open(lost)
+
+
 def test_a_store_without_its_data_file_is_reported_as_damaged(tmp_path):
     path = tmp_path / "s.vs"
     with vecstore.open(path) as s:

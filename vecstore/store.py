@@ -102,12 +102,22 @@ class Store:
         self.path = Path(path)
         self.readonly = readonly
         exists = (self.path / "data.mdb").exists()
+        # bloom/, index/ and logs/ appear only after a store has been created:
+        # with any of them, a data file without metadata is a damaged store,
+        # never one to initialise afresh (which would hide the loss).
+        derived = any((self.path / d).is_dir() for d in ("bloom", "index", "logs"))
+        if exists and derived and (self.path / "data.mdb").stat().st_size == 0:
+            raise CorruptionError(
+                f"{self.path} is a store whose data file (data.mdb) is empty",
+                hint="its rows are gone (a restore onto a full disk?): restore the store from a backup",
+            )
+        self._derived_files = derived
         if not exists:
             if self.path.exists() and not self.path.is_dir():
                 raise NotAStoreError(f"{self.path} is a file, not a store directory")
             # A lock file alone is what a creator racing with us leaves before LMDB's files.
             if self.path.is_dir() and any(p.name != LOCK_NAME for p in self.path.iterdir()):
-                if (self.path / "lock.mdb").exists() or any((self.path / d).is_dir() for d in ("bloom", "index", "logs")):
+                if (self.path / "lock.mdb").exists() or derived:
                     # vecstore's own files without data.mdb: a damaged store, not a wrong path.
                     raise CorruptionError(
                         f"{self.path} is a store whose data file (data.mdb) is missing",
@@ -164,8 +174,13 @@ class Store:
         if meta_db is not None:
             with self._env.read() as txn:
                 raw = txn.get(_K_STORE, db=meta_db)
-                meta = msgpack.unpackb(raw) if raw else None
+                meta = self._decode_meta(raw) if raw else None
         if meta is None:
+            if self._derived_files:
+                raise CorruptionError(
+                    f"{self.path} is a store whose data file (data.mdb) has lost its metadata",
+                    hint="its rows are gone: restore the store from a backup",
+                )
             if self.readonly:
                 raise NotAStoreError(f"{self.path} holds an LMDB environment but no vecstore metadata")
             meta = {
@@ -190,7 +205,7 @@ class Store:
             self._env.forget_dbs([_META, _SCHEMAS])
             meta_db = self._env.db(_META)
             with self._env.read() as txn:
-                meta = msgpack.unpackb(txn.get(_K_STORE, db=meta_db))
+                meta = self._decode_meta(txn.get(_K_STORE, db=meta_db))
         self._env.db(_SCHEMAS)  # open before any transaction needs it (see Env.db)
         version = meta.get("format_version", 0)
         if version > FORMAT_VERSION:
@@ -204,6 +219,22 @@ class Store:
         self.uuid: str = meta["uuid"]
         self.created: float = meta["created"]
 
+    def _decode_meta(self, raw: bytes) -> dict[str, Any]:
+        """The store's metadata record, or CorruptionError if damage made it unreadable."""
+        try:
+            meta = msgpack.unpackb(raw)
+            ok = isinstance(meta, dict) and all(
+                isinstance(meta.get(k), t) for k, t in (("seed", int), ("hash_bits", int), ("uuid", str), ("created", float))
+            )
+        except (ValueError, TypeError):  # (msgpack's unpack errors are ValueErrors)
+            ok = False
+        if not ok:
+            raise CorruptionError(
+                f"{self.path} is a store whose metadata record is damaged",
+                hint="restore the store from a backup (its seed, which maps IDs to keys, cannot be guessed)",
+            )
+        return meta  # type: ignore[no-any-return]
+
     def _sync_schemas(self, txn: Any) -> None:
         """Reload table schemas if another call or process changed them."""
         gen = _u64(txn.get(_K_SCHEMA_GEN, db=self._env.db(_META)))
@@ -212,8 +243,14 @@ class Store:
         with self._lock:
             schemas = {}
             for name, raw in txn.cursor(db=self._env.db(_SCHEMAS)):
-                s = TableSchema.from_dict(msgpack.unpackb(raw))
-                schemas[name.decode()] = s
+                try:
+                    s = TableSchema.from_dict(msgpack.unpackb(raw))
+                    schemas[name.decode()] = s
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    raise CorruptionError(
+                        f"{self.path} is a store whose schema record of table {name.decode(errors='replace')!r} is damaged",
+                        hint="restore the store from a backup",
+                    ) from None
             for name, t in list(self._tables.items()):
                 s = schemas.get(name)
                 if s is None or s.table_id != t.schema.table_id:
