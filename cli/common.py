@@ -35,11 +35,26 @@ __all__ = [
     "print_table",
     "progress_bar",
     "quiet_option",
+    "require_store",
     "split_names",
 ]
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of tables.")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is also off when stdout is not a terminal).")
+
+
+def require_store(path: str, hint: str | None = None) -> None:
+    """Fail unless a store is at ``path``: "no store" for a missing one, the library's error for a damaged one.
+
+    For commands that would otherwise create a store, or that open it their
+    own way, so a store that lost its data file is reported as damaged.
+    """
+    if (Path(path) / "data.mdb").exists():
+        return
+    try:
+        vecstore.open(path, create=False, readonly=True).close()  # raises, saying why
+    except vecstore.StoreNotFoundError:
+        raise click.ClickException(f"no store at {path}" + (f"; {hint}" if hint else "")) from None
 
 
 def open_store(path: str, *, readonly: bool = False) -> vecstore.Store:

@@ -27,6 +27,7 @@ from .common import (
     print_table,
     progress_bar,
     quiet_option,
+    require_store,
     split_names,
 )
 
@@ -297,9 +298,8 @@ def put(path: str, table: str, id_field: str, schema_path: str | None, batch_siz
       echo '{"id": "item-1", "price": 9.5, "category": "books"}' | vecstore put ./shop.vs items
     """
     spec = load_schema(schema_path) if schema_path is not None else None
-    exists = (Path(path) / "data.mdb").exists()
-    if not exists and spec is None:
-        raise click.ClickException(f"no store at {path}; pass --schema to create it")
+    if spec is None:
+        require_store(path, "pass --schema to create it")
     new = _created_store(path)
     written = 0
     created_table = False

@@ -18,6 +18,7 @@ from .common import (
     print_table,
     progress_bar,
     quiet_option,
+    require_store,
 )
 
 __all__ = ["backup", "compact", "info", "init", "verify"]
@@ -194,8 +195,7 @@ def compact(path: str, keep_logs: float | None, quiet: bool, as_json: bool) -> N
     """
     from vecstore.maintenance import compact as compact_store
 
-    if not (Path(path) / "data.mdb").exists():
-        raise click.ClickException(f"no store at {path}")
+    require_store(path)
     with progress_bar("compacting", quiet=quiet, unit="steps") as progress:
         report = compact_store(path, keep_logs_days=keep_logs, progress=progress)
     if as_json:
@@ -245,8 +245,7 @@ def backup(path: str, dest: str, no_logs: bool, quiet: bool, as_json: bool) -> N
     """
     from vecstore.maintenance import backup as backup_store
 
-    if not (Path(path) / "data.mdb").exists():
-        raise click.ClickException(f"no store at {path}")
+    require_store(path)
     with progress_bar("copying", quiet=quiet, unit="bytes") as progress:
         report = backup_store(path, dest, logs=not no_logs, progress=progress)
     if as_json:

@@ -62,8 +62,13 @@ def bind_unix(path: str) -> socket.socket:
         # Until listen() a connect is refused, so tightening the mode here leaves no window.
         os.chmod(path, 0o600)
         sock.listen(512)
-    except OSError:
+    except OSError as e:
         sock.close()
-        raise
+        missing = isinstance(e, FileNotFoundError)
+        raise VecstoreError(
+            f"cannot listen on the Unix socket {path}: {e.strerror or e}",
+            hint="create its directory first, or pick another --unix path" if missing
+            else "check that directory's permissions, or pick another --unix path",
+        ) from e
     sock.setblocking(False)
     return sock

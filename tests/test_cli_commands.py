@@ -173,6 +173,15 @@ def test_get_prints_a_stored_nan_apart_from_a_missing_value(store_path):
     assert [line.split() for line in r.output.splitlines()[1:]] == [["nan-1", "nan"], ["bare-1", "-"]]
 
 
+def test_commands_that_may_create_a_store_call_one_without_its_data_file_damaged(store_path, tmp_path):
+    (store_path / "data.mdb").unlink()  # put used to answer "no store at ...; pass --schema to create it"
+    for args in (["put", store_path, "items"], ["compact", store_path], ["backup", store_path, tmp_path / "b.vs"]):
+        r = run(*args, input='{"id": "x", "price": 1}\n')
+        assert r.exit_code == 1 and "data file (data.mdb) is missing" in r.output, (args, r.output)
+    r = run("put", tmp_path / "new.vs", "items", input='{"id": "x", "price": 1}\n')
+    assert r.exit_code == 1 and "no store at" in r.output and "pass --schema" in r.output
+
+
 def test_get_missing_id_exits_1_after_printing_the_rest(store_path):
     r = run("get", store_path, "items", "item-1", "ghost", "--json")
     assert r.exit_code == 1

@@ -314,7 +314,7 @@ def test_import_npy_vectors(tmp_path):
 
 @pytest.mark.parametrize("name,content,needle", [
     ("bad.jsonl", b'{"id": "a", "name": "caf\xe9"}\n', "UTF-8"),
-    ("empty.npy", b"", "cannot read"),
+    ("empty.npy", b"", "is not a .npy file"),
     ("header.csv", b"id,x\n", "no data rows"),
 ])
 def test_unreadable_files_are_one_line_errors(tmp_path, name, content, needle):

@@ -427,6 +427,9 @@ def test_import_npy(tmp_path, store, rng):
         import_file(store, "x", tmp_path / "emb.npy")
     with pytest.raises(ImportFileError, match="24 IDs"):
         import_file(store, "x", tmp_path / "emb.npy", vector_feature="emb", ids=names[:-1])
+    (tmp_path / "text.npy").write_text("hello\n")  # numpy itself calls any such file a pickle
+    with pytest.raises(ImportFileError, match="is not a .npy file"):
+        import_file(store, "x", tmp_path / "text.npy", vector_feature="emb")
     np.save(tmp_path / "flat.npy", np.arange(5.0))
     with pytest.raises(ImportFileError, match="2-D float"):
         import_file(store, "x", tmp_path / "flat.npy", vector_feature="emb")

@@ -160,6 +160,10 @@ def test_unix_socket_is_private_and_replaces_a_stale_one(store, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(vecstore.VecstoreError, match="not a socket"):
         start_in_thread(store, unix=str(tmp_path / "file"))
+    gone = tmp_path / "no-such-dir" / "vs.sock"  # was a bare "No such file or directory"
+    with pytest.raises(vecstore.VecstoreError, match=f"cannot listen on the Unix socket {gone}") as e:
+        start_in_thread(store, unix=str(gone))
+    assert "create its directory first" in e.value.hint
 
 
 def test_refuses_a_non_loopback_address_without_a_token(store):

@@ -240,6 +240,14 @@ def _npy_ids(ids: Any, n: int, int_text: Callable[[tuple[str, str] | None], bool
 
 def _load_npy(path: Path) -> np.ndarray:
     try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+        if magic != b"\x93NUMPY":
+            # np.load takes any other file for a pickle and says so, which misleads.
+            raise ImportFileError(
+                f"{path} is not a .npy file (it does not start with the .npy magic bytes)",
+                hint="save arrays with numpy.save; a CSV, JSON Lines or Parquet file needs its format named: format= (CLI: --format)",
+            )
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:  # EOFError: an empty or truncated file
         raise ImportFileError(f"cannot read {path} as a .npy array: {e}") from None
