@@ -414,7 +414,12 @@ def search(path: str, table: str, by_id: str | None, vector: str | None, vectors
         kw: dict[str, Any] = {"feature": feature, "ef": ef, "exact": exact, "where": parse_where(where, t.features)}
         if by_id is not None:
             qid = parse_ids([by_id], as_int=int_ids)[0]
-            hits = t.search_by_id(qid, k, **kw)
+            try:
+                hits = t.search_by_id(qid, k, **kw)
+            except vecstore.IdNotFoundError as e:
+                if int_ids or not re.fullmatch(r"-?[0-9]+", by_id):
+                    raise
+                raise click.ClickException(f"{e.message} (hint: if the table's IDs are integers, add --int-ids)") from None
         else:
             hits = t.search(query, k, **kw)
         rows = hits.to_arrow().to_pylist()

@@ -48,7 +48,7 @@ def init(path: str, schema_path: str, seed: int | None, exist_ok: bool) -> None:
         before = set(store.tables())
         tables = spec.create_tables(store, exist_ok=exist_ok)
     made = [t for t in tables if t.name not in before]
-    listing = ", ".join(f"{t.name} ({len(t.features)} features)" for t in made)
+    listing = ", ".join(f"{t.name} ({len(t.features)} feature{'' if len(t.features) == 1 else 's'})" for t in made)
     if not existed:
         click.echo(f"created {path}: {listing}")
     elif made:

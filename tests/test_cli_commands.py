@@ -52,6 +52,8 @@ def test_init_creates_the_example_schema(tmp_path):
     r = run("init", path, "--schema", EXAMPLE_SCHEMA)
     assert r.exit_code == 0, r.output
     assert "items (6 features)" in r.output
+    other_seed = run("init", path, "--schema", EXAMPLE_SCHEMA, "--seed", "5", "--exist-ok")
+    assert other_seed.exit_code == 1 and "has the hash seed 42, not 5" in other_seed.output  # was "nothing to do"
     with vecstore.open(path, readonly=True) as s:
         assert s.tables() == ["items", "users"]
         assert s.seed == 42
@@ -339,7 +341,9 @@ def test_search_errors(store_path):
     bad_where = run("search", store_path, "items", "--id", "item-1", "--where", "price<cheap")
     assert bad_where.exit_code == 2 and "not a number" in bad_where.output
     ghost = run("search", store_path, "items", "--id", "ghost")
-    assert ghost.exit_code == 1 and "ghost" in ghost.output
+    assert ghost.exit_code == 1 and "ghost" in ghost.output and "--int-ids" not in ghost.output
+    digits = run("search", store_path, "items", "--id", "7")  # as get does: int IDs need --int-ids
+    assert digits.exit_code == 1 and "add --int-ids" in digits.output
     assert run("search", store_path, "users", "--id", "1", "--int-ids").exit_code == 1  # no vector feature
 
 
@@ -501,7 +505,7 @@ def test_init_exist_ok_reports_what_it_added_and_what_differs(tmp_path):
     extra = tmp_path / "extra.toml"
     extra.write_text('[tables.ads.features]\nbid = "f32"\n')
     added = run("init", path, "--schema", extra, "--exist-ok")
-    assert added.exit_code == 0 and "added to" in added.output and "ads (1 features)" in added.output
+    assert added.exit_code == 0 and "added to" in added.output and "ads (1 feature)" in added.output
     clash = tmp_path / "clash.toml"
     clash.write_text('[tables.ads.features]\nbid = "f64"\n')
     r = run("init", path, "--schema", clash, "--exist-ok")

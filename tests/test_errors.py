@@ -132,6 +132,16 @@ def test_an_emptied_data_file_or_damaged_metadata_is_reported_not_replaced(tmp_p
         vecstore.open(lost)
 
 
+def test_a_seed_that_differs_from_the_stores_is_refused_not_ignored(tmp_path):
+    path = tmp_path / "s.vs"
+    vecstore.open(path, seed=7).close()
+    vecstore.open(path, seed=7).close()  # its own seed: fine
+    vecstore.open(path).close()
+    with pytest.raises(vecstore.InvalidValueError, match="has the hash seed 7, not 5") as info:
+        vecstore.open(path, seed=5)  # was silently ignored (also by `vecstore init --seed 5 --exist-ok`)
+    assert "fixed when it is created" in info.value.hint
+
+
 def test_a_store_without_its_data_file_is_reported_as_damaged(tmp_path):
     path = tmp_path / "s.vs"
     with vecstore.open(path) as s:

@@ -427,6 +427,9 @@ def test_import_npy(tmp_path, store, rng):
         import_file(store, "x", tmp_path / "emb.npy")
     with pytest.raises(ImportFileError, match="24 IDs"):
         import_file(store, "x", tmp_path / "emb.npy", vector_feature="emb", ids=names[:-1])
+    store.create_table("scalars", {"n": vecstore.Scalar("f32")})
+    with pytest.raises(ImportFileError, match=r"feature 'n' \(scalar in table 'scalars'\) is not a vector feature"):
+        import_file(store, "scalars", tmp_path / "emb.npy", vector_feature="n")  # the hint was "leave it out with --columns"
     (tmp_path / "text.npy").write_text("hello\n")  # numpy itself calls any such file a pickle
     with pytest.raises(ImportFileError, match="is not a .npy file"):
         import_file(store, "x", tmp_path / "text.npy", vector_feature="emb")

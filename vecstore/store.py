@@ -39,6 +39,7 @@ from .env import Env
 from .errors import (
     CorruptionError,
     FormatVersionError,
+    InvalidValueError,
     NotAStoreError,
     SchemaError,
     StoreNotFoundError,
@@ -214,6 +215,13 @@ class Store:
                 hint="upgrade vecstore (pip install -U vecstore)",
             )
         self.format_version: int = version
+        if seed is not None and int(seed) & ((1 << 64) - 1) != meta["seed"]:
+            # Silently using the stored seed would hash the caller's IDs to
+            # keys that no store built with their seed agrees on.
+            raise InvalidValueError(
+                f"store at {self.path} has the hash seed {meta['seed']}, not {seed}",
+                hint="a store's seed is fixed when it is created: leave seed out to open it, or create a new store",
+            )
         self.seed: int = meta["seed"]
         self.hash_bits: int = meta["hash_bits"]
         self.uuid: str = meta["uuid"]
@@ -519,7 +527,8 @@ def open(  # noqa: A001 - mirrors the builtin on purpose: vecstore.open(path)
     * ``sync=False`` skips fsync on commit: a process crash loses nothing, a
       power loss or OS crash may lose the last commits (never corrupts).
     * ``seed`` (creation only): the XXH3 seed for IDs; random when omitted.
-      Stores that must agree on keys can share a seed.
+      Stores that must agree on keys can share a seed.  Given for an existing
+      store, it must be that store's seed (InvalidValueError otherwise).
     * ``hash_bits`` (creation only, **testing hook**): keep only this many bits
       of each key, to force ID collisions in tests.  Never use it in production.
     * ``max_tables``: how many tables the store can hold (LMDB sub-database slots).

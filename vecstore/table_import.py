@@ -546,6 +546,13 @@ def import_file(
         }
         # Specs given for columns the file lacks add features with no values yet.
         created_specs = {**specs, **{n: s for n, s in (features or {}).items() if n not in specs}}
+    if fmt == "npy" and vector_feature in specs and not isinstance(specs[vector_feature], Vector):
+        where = f"table {table!r}" if existing is not None else "features="
+        raise ImportFileError(
+            f"feature {vector_feature!r} ({specs[vector_feature].to_dict()['kind']} in {where}) is not a vector "
+            "feature, so a .npy array cannot fill it",
+            hint="name a vector feature with vector_feature= (CLI: --vector-feature)",
+        )
     for n in wanted:
         _check_column_type(n, specs[n], src.schema.field(n).type)
 
