@@ -286,9 +286,9 @@ def _columns(table: vecstore.Table, group: list[dict[str, Any]], id_field: str) 
 def put(path: str, table: str, id_field: str, schema_path: str | None, batch_size: int, as_json: bool) -> None:
     """Insert or update rows read as JSON lines from stdin: {"id": ..., "feature": value, ...}.
 
-    Fields left out keep their stored values; null keeps a scalar or vector
-    as stored (as in import) and clears a category or ID list. Vectors are
-    JSON lists.
+    Fields left out keep their stored values. null on a scalar or vector
+    keeps the stored value, as import does; null on a category or ID list
+    clears it (the one way to clear those here). Vectors are JSON lists.
     Consecutive lines with the same fields (up to --batch-size) are written in
     one transaction, in input order. A bad line stops the command: what came
     before its run of lines stays written, and the message says how much.

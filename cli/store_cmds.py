@@ -166,12 +166,15 @@ def verify(path: str, repair: bool, quiet: bool, as_json: bool) -> None:
         if not after:
             click.echo(f"{path}: ok" + (f" after repairing {len(problems)} problem(s)" if problems else ""))
     if after:
-        log_damage = any("vecstore compact" in p for p in after)
-        hint = ("what rebuilding cannot fix (rows) must come from a backup" if repair
-                else "`vecstore verify --repair` rebuilds Bloom filters, indexes and the log index from the rows")
+        # Point each kind of problem left at what fixes it, and at nothing else.
+        log_damage = sum("vecstore compact" in p for p in after)
+        hints = []
+        if log_damage < len(after):
+            hints.append("what rebuilding cannot fix (rows) must come from a backup" if repair
+                         else "`vecstore verify --repair` rebuilds Bloom filters, indexes and the log index from the rows")
         if log_damage:
-            hint += "; `vecstore compact` repairs damaged log segments"
-        raise click.ClickException(f"{len(after)} problem(s) in {path}; {hint}")
+            hints.append("`vecstore compact` repairs damaged log segments")
+        raise click.ClickException(f"{len(after)} problem(s) in {path}; {'; '.join(hints)}")
 
 
 @click.command()

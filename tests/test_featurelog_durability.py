@@ -270,6 +270,9 @@ def test_compact_repairs_damage_before_the_first_record_and_restores_lost_declar
 
         out = CliRunner().invoke(main, ["verify", str(store_path)])
         assert out.exit_code == 1 and "`vecstore compact` repairs damaged log segments" in out.output
+        assert "--repair" not in out.output.splitlines()[-1]  # it cannot fix log damage: not suggested
+        out = CliRunner().invoke(main, ["verify", str(store_path), "--repair"])
+        assert out.exit_code == 1 and "from a backup" not in out.output.splitlines()[-1]
         out = CliRunner().invoke(main, ["logs", "export", str(store_path), str(tmp_path / "cli")])
         assert "nothing readable: see the warnings above" in out.output, out.output
     with vecstore.open(store_path) as store:

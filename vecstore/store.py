@@ -465,7 +465,12 @@ class Store:
         self._env.sync_to_disk()
 
     def close(self) -> None:
-        """Persist derived files and close.  Further use raises StoreClosedError."""
+        """Save derived files that are worth saving and close.  Further use raises StoreClosedError.
+
+        Bloom filters are saved; an index snapshot only when it is far behind
+        (a short replay of the change log on the next open is cheaper than
+        rewriting a large index).  :meth:`flush` saves every snapshot.
+        """
         if self._env._closed:
             return
         if self._log is not None:
