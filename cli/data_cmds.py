@@ -36,6 +36,11 @@ __all__ = ["delete", "export", "get", "import_", "put", "search"]
 int_ids_option = click.option("--int-ids", is_flag=True, help="The IDs given are integers (default: strings).")
 
 
+def _file_seed(path: str, spec: Any) -> int | None:
+    """The schema file's seed where it applies: only to a store being created (docs/schema.md)."""
+    return spec.seed if spec is not None and not (Path(path) / "data.mdb").exists() else None
+
+
 def _created_store(path: str) -> bool:
     """True when PATH holds no store yet, so a failed command should remove what it created."""
     return not (Path(path) / "data.mdb").exists() and not (Path(path).exists() and any(Path(path).iterdir()))
@@ -118,7 +123,7 @@ def import_(path: str, table: str, file: str, id_column: str, fmt: str | None, s
         raise click.UsageError("--vector-feature and --ids apply to .npy files only")
     new = _created_store(path)
     try:
-        with vecstore.open(path, seed=spec.seed if spec is not None else None) as store:
+        with vecstore.open(path, seed=_file_seed(path, spec)) as store:
             if is_npy and vector_feature is None:
                 vector_feature = _only_vector(store, table, features)
             with progress_bar(f"importing {Path(file).name}", quiet=quiet) as loading, \
@@ -304,7 +309,7 @@ def put(path: str, table: str, id_field: str, schema_path: str | None, batch_siz
     written = 0
     created_table = False
     try:
-        with vecstore.open(path, create=spec is not None, seed=spec.seed if spec is not None else None) as store:
+        with vecstore.open(path, create=spec is not None, seed=_file_seed(path, spec)) as store:
             if table not in store:
                 if spec is None:
                     store.table(table)  # raises TableNotFoundError with the list of tables

@@ -44,7 +44,8 @@ def init(path: str, schema_path: str, seed: int | None, exist_ok: bool) -> None:
     existed = (Path(path) / "data.mdb").exists()
     if existed and not exist_ok:
         raise click.ClickException(f"{path} already holds a store (pass --exist-ok to add the file's missing tables)")
-    with vecstore.open(path, seed=seed if seed is not None else spec.seed) as store:
+    # --seed is checked against an existing store's; the file's seed applies only to a new one.
+    with vecstore.open(path, seed=seed if seed is not None else None if existed else spec.seed) as store:
         before = set(store.tables())
         tables = spec.create_tables(store, exist_ok=exist_ok)
     made = [t for t in tables if t.name not in before]

@@ -184,6 +184,22 @@ def test_commands_that_may_create_a_store_call_one_without_its_data_file_damaged
     assert r.exit_code == 1 and "no store at" in r.output and "pass --schema" in r.output
 
 
+def test_a_schema_files_seed_applies_only_to_a_new_store(store_path, tmp_path):
+    f = tmp_path / "extra.toml"
+    f.write_text('[store]\nseed = 99\n\n[tables.extra.features]\nn = "f32"\n')  # the store's seed is 7
+    r = run("put", store_path, "extra", "--schema", f, input='{"id": "a", "n": 1.5}\n')
+    assert r.exit_code == 0, r.output
+    (tmp_path / "e.csv").write_text("id,n\nb,2\n")
+    r = run("import", store_path, "extra", tmp_path / "e.csv", "--schema", f)
+    assert r.exit_code == 0, r.output
+    with vecstore.open(store_path, readonly=True) as s:
+        assert s.seed == 7 and len(s.table("extra")) == 2
+    r = run("put", tmp_path / "new.vs", "extra", "--schema", f, input='{"id": "a", "n": 1.5}\n')
+    assert r.exit_code == 0, r.output
+    with vecstore.open(tmp_path / "new.vs", readonly=True) as s:
+        assert s.seed == 99
+
+
 def test_get_missing_id_exits_1_after_printing_the_rest(store_path):
     r = run("get", store_path, "items", "item-1", "ghost", "--json")
     assert r.exit_code == 1

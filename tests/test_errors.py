@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import shutil
 
 import lmdb
 import pytest
@@ -122,14 +123,22 @@ def test_an_emptied_data_file_or_damaged_metadata_is_reported_not_replaced(tmp_p
         with pytest.raises(vecstore.CorruptionError, match=what):
             vecstore.open(path).table("t")
 
-    # Metadata lost from a store that has derived files: damaged, not new.
+    # Metadata lost from a store that has tables: damaged, not new (a new seed
+    # would make every row unreachable), with or without derived files.
     lost = make("lost.vs")
+    shutil.rmtree(lost / "bloom")
     env = lmdb.open(str(lost), max_dbs=16)
     with env.begin(write=True) as txn:
         txn.delete(b"store", db=env.open_db(b"meta", txn=txn))
     env.close()
     with pytest.raises(vecstore.CorruptionError, match="lost its metadata"):
         vecstore.open(lost)
+
+    # backup decodes the schemas too: a damaged one is reported, not a crash.
+    from vecstore.maintenance import backup
+
+    with pytest.raises(vecstore.CorruptionError, match="schema record of table 't'"):
+        backup(tmp_path / "schemas.vs", tmp_path / "copy.vs")
 
 
 def test_a_seed_that_differs_from_the_stores_is_refused_not_ignored(tmp_path):

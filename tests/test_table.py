@@ -185,6 +185,33 @@ def test_info_reports_layout_and_bloom(items, rng):
     assert info.to_dict()["name"] == "items"
 
 
+def test_create_table_exist_ok_when_another_process_wins_the_race(store, monkeypatch):
+    # Another process creates the table after this one's check and before its
+    # write: exist_ok returned TableExistsError there (1 in 40 rounds of 6
+    # processes starting together).  Simulated by hiding the table from the check.
+    t = store.create_table("a", {"x": vecstore.Scalar()})
+    real = type(store)._refresh
+    hidden = [True]
+
+    def refresh(self):
+        if hidden[0]:
+            hidden[0] = False
+            self._tables.pop("a", None)  # as if not created yet when this process looked
+            return
+        self._schema_gen = -1  # see the table again from now on
+        real(self)
+
+    monkeypatch.setattr(type(store), "_refresh", refresh)
+    again = store.create_table("a", {"x": vecstore.Scalar()}, exist_ok=True)
+    assert again.name == "a" and again.schema.table_id == t.schema.table_id
+    hidden[0] = True
+    with pytest.raises(vecstore.TableExistsError, match="different schema"):
+        store.create_table("a", {"y": vecstore.Scalar()}, exist_ok=True)
+    hidden[0] = True
+    with pytest.raises(vecstore.TableExistsError, match="already exists"):
+        store.create_table("a", {"x": vecstore.Scalar()})
+
+
 def test_tables_lifecycle(store):
     assert store.tables() == []
     t = store.create_table("a", {"x": vecstore.Scalar()})

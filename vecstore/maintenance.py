@@ -435,6 +435,7 @@ def _copy_log_index(src: Path, dst: Path) -> bool:
 def _copy_lmdb(store: Store, dst: Path) -> dict[str, dict[str, int]]:
     """Copy the store's environment in one read transaction; rows and change-log head per table in it."""
     env = store._env
+    store._refresh()  # decodes every schema record first: a damaged one is a CorruptionError, not a crash here
     schemas_db = env.db(b"schemas")
     handles: dict[int, tuple[Any, Any]] = {}
     with env.read() as txn:

@@ -177,10 +177,19 @@ class Store:
                 raw = txn.get(_K_STORE, db=meta_db)
                 meta = self._decode_meta(raw) if raw else None
         if meta is None:
-            if self._derived_files:
+            # Derived files, or table schemas, exist only after the metadata was
+            # committed: then this is a store that lost it, and a new seed would
+            # make every stored row unreachable (and reuse table IDs).
+            schemas_db = self._env.db(_SCHEMAS)
+            if schemas_db is not None:
+                with self._env.read() as txn:
+                    has_tables = txn.stat(schemas_db)["entries"] > 0
+            else:
+                has_tables = False
+            if self._derived_files or has_tables:
                 raise CorruptionError(
                     f"{self.path} is a store whose data file (data.mdb) has lost its metadata",
-                    hint="its rows are gone: restore the store from a backup",
+                    hint="its rows are keyed by the lost seed, so they cannot be read: restore the store from a backup",
                 )
             if self.readonly:
                 raise NotAStoreError(f"{self.path} holds an LMDB environment but no vecstore metadata")
@@ -332,7 +341,14 @@ class Store:
             txn.put(_K_SCHEMA_GEN, (gen + 1).to_bytes(8, "little"), db=meta_db)
             return schema
 
-        self._env.write(create, action=f"creating table {name!r}")
+        try:
+            self._env.write(create, action=f"creating table {name!r}")
+        except TableExistsError:
+            if not exist_ok:
+                raise
+            # Another process created it between the check above and this
+            # write: judge its schema as if it had been there all along.
+            return self.create_table(name, as_given, expected_size=expected_size, bloom_fpr=bloom_fpr, exist_ok=True)
         for dbname, handle in opened.items():
             self._env.remember_db(dbname, handle)
         return self.table(name)
