@@ -36,6 +36,14 @@ __all__ = ["delete", "export", "get", "import_", "put", "search"]
 int_ids_option = click.option("--int-ids", is_flag=True, help="The IDs given are integers (default: strings).")
 
 
+def _int_ids_hint(missing: list[str], int_ids: bool) -> str:
+    """The hint for IDs not found that were all digits, looked up as str: the table may hold them as ints."""
+    if int_ids or not all(re.fullmatch(r"-?[0-9]+", m) for m in missing):
+        return ""
+    # A CSV column of plain integers or an integer Parquet column imports as int IDs, and 42 and "42" differ.
+    return " (hint: if the table's IDs are integers, add --int-ids)"
+
+
 def _file_seed(path: str, spec: Any) -> int | None:
     """The schema file's seed where it applies: only to a store being created (docs/schema.md)."""
     return spec.seed if spec is not None and not (Path(path) / "data.mdb").exists() else None
@@ -213,12 +221,9 @@ def get(path: str, table: str, ids: tuple[str, ...], features: str | None, int_i
         print_table(names, [[r[n] if f or n == "id" else None for n in names] for f, r in zip(found, records)], nan="nan")
     missing = [str(r["id"]) for f, r in zip(found, records) if not f]
     if missing:
-        hint = ""
-        if not int_ids and all(re.fullmatch(r"-?[0-9]+", m) for m in missing):
-            # A CSV column of plain integers or an integer Parquet column imports as int IDs, and 42 and "42" differ.
-            hint = " (hint: if the table's IDs are integers, add --int-ids)"
         raise click.ClickException(
-            f"{len(missing)} of {len(found)} ID(s) not stored in {table}: {', '.join(missing[:10])}{hint}"
+            f"{len(missing)} of {len(found)} ID(s) not stored in {table}: {', '.join(missing[:10])}"
+            + _int_ids_hint(missing, int_ids)
         )
 
 
@@ -422,9 +427,9 @@ def search(path: str, table: str, by_id: str | None, vector: str | None, vectors
             try:
                 hits = t.search_by_id(qid, k, **kw)
             except vecstore.IdNotFoundError as e:
-                if int_ids or not re.fullmatch(r"-?[0-9]+", by_id):
+                if not (hint := _int_ids_hint([by_id], int_ids)):
                     raise
-                raise click.ClickException(f"{e.message} (hint: if the table's IDs are integers, add --int-ids)") from None
+                raise click.ClickException(e.message + hint) from None
         else:
             hits = t.search(query, k, **kw)
         rows = hits.to_arrow().to_pylist()
